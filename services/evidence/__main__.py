@@ -1,0 +1,3 @@
+from services.evidence.app import create_app, service
+
+service.serve(create_app())

@@ -1,0 +1,3 @@
+from services.supervision.app import create_app, service
+
+service.serve(create_app())

@@ -1,0 +1,119 @@
+"""MongoDB through PyMongo's async API, with the two collections every service keeps:
+
+- ``inbox``: the keys ``(source, id)`` of the events already handled. A handler's effects,
+  its inbox entry and the events it wants to publish are written in **one transaction**, so
+  an event is either fully handled or not at all, and handling it twice changes nothing.
+- ``outbox``: events waiting to be published. They are written with the effects and
+  published afterwards by ``Outbox.relay``; a crash in between only delays them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from pymongo import ASCENDING, AsyncMongoClient
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from shared.events import CloudEvent
+
+if TYPE_CHECKING:
+    from shared.messaging import EventBus
+
+log = logging.getLogger("wmsj.mongo")
+
+Document = dict[str, Any]
+Effect = Callable[[AsyncClientSession], Awaitable[list[CloudEvent[Any]]]]
+
+
+def connect(url: str) -> AsyncMongoClient[Document]:
+    return AsyncMongoClient(url, tz_aware=True, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000)
+
+
+async def ensure_common_indexes(db: AsyncDatabase[Document]) -> None:
+    # Pending entries have sent_at None, which a TTL index ignores; published ones are kept
+    # a week for audit, then expire.
+    await db.outbox.create_index("sent_at", expireAfterSeconds=int(timedelta(days=7).total_seconds()))
+
+
+async def handle_once(
+    client: AsyncMongoClient[Document],
+    db: AsyncDatabase[Document],
+    event: CloudEvent[Any],
+    effect: Effect,
+) -> bool:
+    """Apply ``effect`` for ``event`` exactly once. Returns False if it was already handled.
+
+    ``effect`` writes through the session it is given and returns the events to publish.
+    """
+    async with client.start_session() as session, await session.start_transaction():
+        if await db.inbox.find_one({"_id": event.key}, {"_id": 1}, session=session):
+            return False
+        try:
+            await db.inbox.insert_one(
+                {"_id": event.key, "type": event.type, "handled_at": datetime.now(UTC)},
+                session=session,
+            )
+        except DuplicateKeyError:  # handled concurrently by another consumer
+            return False
+        to_publish = await effect(session)
+        if to_publish:
+            await db.outbox.insert_many(
+                [
+                    {
+                        "event_id": e.id,
+                        "type": e.type,
+                        "body": e.model_dump_json(),
+                        "created_at": datetime.now(UTC),
+                        "sent_at": None,
+                    }
+                    for e in to_publish
+                ],
+                session=session,
+            )
+    return True
+
+
+class Outbox:
+    """Publishes what handlers left in the outbox, oldest first."""
+
+    def __init__(self, db: AsyncDatabase[Document], bus: EventBus) -> None:
+        self.db = db
+        self.bus = bus
+        self._lock = asyncio.Lock()
+
+    async def relay(self) -> int:
+        """Publish every pending entry; returns how many were published."""
+        async with self._lock:  # one relay at a time keeps the order and avoids double sends
+            published = 0
+            while True:
+                batch = await self.db.outbox.find({"sent_at": None}).sort("_id", ASCENDING).to_list(200)
+                if not batch:
+                    return published
+                for entry in batch:
+                    await self.bus.publish_raw(
+                        entry["body"].encode(), event_id=entry["event_id"], event_type=entry["type"]
+                    )
+                    await self.db.outbox.update_one(
+                        {"_id": entry["_id"]}, {"$set": {"sent_at": datetime.now(UTC)}}
+                    )
+                    published += 1
+
+    async def pending(self) -> int:
+        return await self.db.outbox.count_documents({"sent_at": None})
+
+    async def run_forever(self, interval: float = 1.0) -> None:
+        """Background safety net: catches entries whose handler crashed before relaying."""
+        while True:
+            try:
+                await self.relay()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # the next round retries; the entries stay pending
+                log.warning("outbox relay failed: %s", error)
+            await asyncio.sleep(interval)

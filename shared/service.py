@@ -1,0 +1,202 @@
+"""What every service process is made of: a broker, a database, an outbox relay, and an HTTP
+app carrying the service's API plus liveness and readiness probes (used by compose)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Response
+from faststream.rabbit import RabbitBroker
+from faststream.specification import AsyncAPI
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from shared.events import CloudEvent, derived_id
+from shared.messaging import EventBus, make_broker, rejecting_middleware, retry_transient
+from shared.mongo import Document, Effect, Outbox, connect, ensure_common_indexes, handle_once
+from shared.settings import CommonSettings
+from shared.topology import EVENTS, declare_topology
+
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"color_message"}
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per line, with whatever ``extra=`` fields (event_id, …) the call gave."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "service": self.service,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        line.update({k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")})
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def setup_logging(service: str, level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLines(service))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+@dataclass
+class Service:
+    """The infrastructure of one service; its app module adds subscribers and routes."""
+
+    name: str
+    settings: CommonSettings
+    broker: RabbitBroker = field(init=False)
+    bus: EventBus = field(init=False)
+    mongo: AsyncMongoClient[Document] = field(init=False)
+    db: AsyncDatabase[Document] = field(init=False)
+    outbox: Outbox = field(init=False)
+    on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    readiness: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.broker = make_broker(self.settings.amqp_url, self.name, self.settings.prefetch)
+        self.bus = EventBus(self.broker, self.name)
+        self.broker.add_middleware(rejecting_middleware(self.bus))
+        self.mongo = connect(self.settings.mongo_url)
+        self.db = self.mongo[f"{self.settings.db_prefix}{self.name}"]  # each service owns its database
+        self.outbox = Outbox(self.db, self.bus)
+
+    async def already_handled(self, event: CloudEvent[Any]) -> bool:
+        """A cheap look before slow work; ``process`` still decides, inside its transaction."""
+        found = await retry_transient(
+            lambda: self.db.inbox.find_one({"_id": event.key}, {"_id": 1}),
+            what="inbox lookup",
+            max_delay=self.settings.retry_max_delay_s,
+        )
+        return found is not None
+
+    async def process(self, event: CloudEvent[Any], effect: Effect) -> bool:
+        """Handle ``event`` once: its effects and outgoing events are stored in one
+        transaction (retried while the database is down), then the outbox is relayed.
+        Returns False for a duplicate. The caller's message is acked only after this."""
+        settings = self.settings
+        handled = await retry_transient(
+            lambda: handle_once(self.mongo, self.db, event, effect),
+            what=f"handling {event.type} {event.id}",
+            max_delay=settings.retry_max_delay_s,
+        )
+        logging.getLogger(f"wmsj.{self.name}").info(
+            "handled" if handled else "duplicate ignored",
+            extra={"event_id": event.id, "event_source": event.source, "event_type": event.type},
+        )
+        # Failing to relay is not failing to handle: the effects are stored, and the
+        # background relay publishes the entries once the broker takes them again.
+        with contextlib.suppress(Exception):
+            await self.outbox.relay()
+        return handled
+
+    def accepted(self, submission: CloudEvent[Any], subject: str) -> CloudEvent[Any]:
+        """The accepted fact, re-published under this service's name. Its id derives from
+        the submission's, so handling the submission again republishes the *same* event."""
+        return type(submission)(  # type: ignore[call-arg]  # ``type``: the subclass's default
+            id=derived_id(submission.key, "accepted"),
+            source=self.bus.source,
+            time=submission.time,
+            subject=subject,
+            data=submission.data,
+        )
+
+    def documents_publishing(self, *events: type[CloudEvent[Any]]) -> None:
+        """Register what this service publishes, so its AsyncAPI document shows it."""
+        for event in events:
+            self.broker.publisher(
+                exchange=EVENTS,
+                routing_key=event.TYPE,
+                title=f"{event.TYPE}:publish",
+                description=event.__doc__,
+                schema=event,
+            )
+
+    def asyncapi(self, description: str) -> AsyncAPI:
+        return AsyncAPI(
+            self.broker,
+            title=f"wmsj {self.name}",
+            version="1.0.0",
+            description=description,
+            schema_version="3.0.0",
+        )
+
+    async def check_ready(self) -> None:
+        await self.mongo.admin.command("ping")
+        if not await self.broker.ping(timeout=2):
+            raise ConnectionError("broker not reachable")
+        for check in self.readiness:
+            await check()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Start in dependency order: topology, indexes, the service's own start hooks, then
+        consumers (so no event is consumed before the store is ready), then the relay."""
+        await self.broker.connect()
+        await declare_topology(self.broker)
+        await ensure_common_indexes(self.db)
+        for hook in self.on_start:
+            await hook()
+        await self.broker.start()
+        relay = asyncio.create_task(self.outbox.run_forever(), name=f"{self.name}-outbox")
+        logging.getLogger(f"wmsj.{self.name}").info("started")
+        try:
+            yield
+        finally:
+            relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay
+            await self.broker.stop()
+            await self.mongo.close()
+
+    def http_app(self, title: str, routes: Callable[[FastAPI], None] | None = None) -> FastAPI:
+        @contextlib.asynccontextmanager
+        async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+            async with self.running():
+                yield
+
+        app = FastAPI(title=title, lifespan=lifespan)
+
+        @app.get("/health/live", tags=["health"])
+        async def live() -> dict[str, str]:
+            return {"status": "alive", "service": self.name}
+
+        @app.get("/health/ready", tags=["health"])
+        async def ready(response: Response) -> dict[str, str]:
+            try:
+                await asyncio.wait_for(self.check_ready(), timeout=5)
+            except Exception as error:
+                response.status_code = 503
+                return {
+                    "status": "not ready",
+                    "service": self.name,
+                    "reason": str(error) or type(error).__name__,
+                }
+            return {"status": "ready", "service": self.name}
+
+        if routes:
+            routes(app)
+        return app
+
+    def serve(self, app: FastAPI) -> None:
+        setup_logging(self.name, self.settings.log_level)
+        uvicorn.run(app, host=self.settings.http_host, port=self.settings.http_port, log_config=None)

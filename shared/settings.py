@@ -1,0 +1,39 @@
+"""Settings from environment variables; the defaults point at the local servers that
+``scripts/services.sh`` starts, so a developer needs no configuration at all."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    """What every service needs. Each service subclasses it with its own prefix-free fields."""
+
+    model_config = SettingsConfigDict(env_prefix="WMSJ_", extra="ignore")
+
+    amqp_url: str = Field(default="amqp://guest:guest@127.0.0.1:5672/", description="RabbitMQ URL")
+    # retryWrites=false: the local Mongo-wire server slows down sharply after many retryable
+    # writes; our handlers are idempotent, so the driver's own retry buys nothing.
+    mongo_url: str = Field(default="mongodb://127.0.0.1:27017/?retryWrites=false", description="MongoDB URL")
+    # Database names are f"{db_prefix}{service}": tests use their own prefix.
+    db_prefix: str = "wmsj_"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    log_level: str = "INFO"
+    # How long a handler keeps retrying a transient failure (database or object store down)
+    # before it gives the message back to the broker; the broker then redelivers it.
+    retry_max_delay_s: float = 10.0
+    prefetch: int = 32
+
+
+class S3Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WMSJ_S3_", extra="ignore")
+
+    endpoint: str = Field(default="127.0.0.1:9000", description="host:port of the S3 server")
+    access_key: str = "minioadmin"
+    secret_key: str = "minioadmin"
+    secure: bool = False
+    region: str | None = None
+    upload_bucket: str = "wmsj-uploads"
+    evidence_bucket: str = "wmsj-evidence"

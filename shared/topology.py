@@ -1,0 +1,93 @@
+"""Exchanges and queues, declared idempotently by every service at start.
+
+Two doors, so that untrusted input never mixes with accepted facts:
+
+- ``wmsj.ingress`` (topic): township systems publish their submissions here. Each is read
+  by the service that owns it (registry: units, activities: activities, evidence: evidence),
+  validated, stored and, once accepted, re-published on ``wmsj.events``. A routing key that
+  no service owns goes to the alternate exchange and is rejected with a reason.
+- ``wmsj.events`` (topic): accepted domain events, published only by the services.
+  Routing key = event type (``wmsj.unit.registered.v1``).
+
+Every consuming queue dead-letters into ``wmsj.dlx`` → ``wmsj.dead-letters``, so a refused
+message is kept for inspection and replay, never dropped and never redelivered forever.
+"""
+
+from __future__ import annotations
+
+from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
+from faststream.rabbit.schemas import QueueType
+
+INGRESS = RabbitExchange(
+    "wmsj.ingress",
+    type=ExchangeType.TOPIC,
+    durable=True,
+    arguments={"alternate-exchange": "wmsj.ingress.unrouted"},
+)
+UNROUTED = RabbitExchange("wmsj.ingress.unrouted", type=ExchangeType.FANOUT, durable=True)
+EVENTS = RabbitExchange("wmsj.events", type=ExchangeType.TOPIC, durable=True)
+DEAD_LETTER = RabbitExchange("wmsj.dlx", type=ExchangeType.FANOUT, durable=True)
+
+# Quorum queues: replicated on a cluster, and their delivery limit stops a message that
+# crashes its consumer from being redelivered forever. The limit is set explicitly because
+# RabbitMQ 3.x has none by default and 4.x defaults to 20: the same behaviour on both.
+DELIVERY_LIMIT = 20
+
+
+def _service_queue(name: str, routing_key: str = "") -> RabbitQueue:
+    return RabbitQueue(
+        name,
+        durable=True,
+        queue_type=QueueType.QUORUM,
+        routing_key=routing_key,
+        arguments={"x-dead-letter-exchange": DEAD_LETTER.name, "x-delivery-limit": DELIVERY_LIMIT},
+    )
+
+
+# (queue, exchange, binding keys) — one row per binding owner.
+REGISTRY_INGRESS = _service_queue("registry.ingress")
+REGISTRY_UNROUTED = _service_queue("registry.unrouted")
+ACTIVITIES_INGRESS = _service_queue("activities.ingress")
+EVIDENCE_INGRESS = _service_queue("evidence.ingress")
+SUPERVISION_EVENTS = _service_queue("supervision.events")
+DEAD_LETTERS = RabbitQueue("wmsj.dead-letters", durable=True, queue_type=QueueType.QUORUM)
+
+
+# Buffers for the city office's systems. Bounded, oldest dropped first, so that an office
+# consumer that is switched off cannot fill the broker's disk; the API keeps the full history.
+def _office_buffer(name: str) -> RabbitQueue:
+    return RabbitQueue(name, durable=True, arguments={"x-max-length": 100_000, "x-overflow": "drop-head"})
+
+
+OFFICE_SCORES = _office_buffer("office.scores")
+OFFICE_REJECTIONS = _office_buffer("office.rejections")
+
+BINDINGS: list[tuple[RabbitQueue, RabbitExchange, tuple[str, ...]]] = [
+    (REGISTRY_INGRESS, INGRESS, ("wmsj.unit.#",)),
+    (REGISTRY_UNROUTED, UNROUTED, ("",)),
+    (ACTIVITIES_INGRESS, INGRESS, ("wmsj.activity.#",)),
+    (EVIDENCE_INGRESS, INGRESS, ("wmsj.evidence.#",)),
+    (
+        SUPERVISION_EVENTS,
+        EVENTS,
+        ("wmsj.unit.registered.*", "wmsj.activity.*.*", "wmsj.evidence.stored.*"),
+    ),
+    (OFFICE_SCORES, EVENTS, ("wmsj.score.updated.*",)),
+    (OFFICE_REJECTIONS, EVENTS, ("wmsj.event.rejected.*",)),
+    (DEAD_LETTERS, DEAD_LETTER, ("",)),
+]
+
+
+async def declare_topology(broker: RabbitBroker) -> None:
+    """Declare everything (idempotent: re-declaring with the same arguments is a no-op).
+
+    Every service declares the whole topology, not only its own part, so the first one up
+    makes the bus complete and no publish can be unroutable because a consumer is late.
+    """
+    for exchange in (DEAD_LETTER, UNROUTED, INGRESS, EVENTS):
+        await broker.declare_exchange(exchange)
+    for queue, exchange, keys in BINDINGS:
+        declared = await broker.declare_queue(queue)
+        robust_exchange = await broker.declare_exchange(exchange)
+        for key in keys:
+            await declared.bind(robust_exchange, routing_key=key)

@@ -1,0 +1,251 @@
+"""``wmsj``: run the platform on one machine and talk to it as a township or the office would.
+
+    wmsj up            start the servers (RabbitMQ, MongoDB-wire, S3) and the four services
+    wmsj status        health of each service
+    wmsj down          stop the four services (--infra: the servers too)
+    wmsj demo          publish a month from three townships, print the score table
+    wmsj publish FILE  validate events locally, publish the valid ones, report every rejection
+    wmsj validate FILE check a file of events offline, with the services' own rules
+    wmsj scores        print the score table of a month
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from shared.events import TOWNSHIP_EVENTS, CloudEvent, describe_errors, parse_event
+from shared.settings import CommonSettings, S3Settings
+from wmsj import processes
+from wmsj.client import TownshipClient, object_store, upload
+from wmsj.demo import demo_month
+
+TOWNSHIP_TYPES = {e.TYPE for e in TOWNSHIP_EVENTS}
+
+
+def _print_health(layout: processes.Layout) -> bool:
+    ok = True
+    for name, port in layout.ports.items():
+        status, body = processes.health(port)
+        ok &= status == 200
+        state = "ready" if status == 200 else f"NOT READY ({status or 'down'}: {body[:80]})"
+        print(f"  {name:<12} http://127.0.0.1:{port:<5}  {state}")
+    return ok
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    layout = processes.Layout.default()
+    if not args.no_infra:
+        subprocess.run(["bash", str(processes.ROOT / "scripts" / "services.sh"), "start"], check=True)
+    for name in layout.ports:
+        processes.start(layout, name)
+    processes.wait_ready(layout, list(layout.ports), timeout=args.timeout)
+    print("services (logs in", layout.state_dir / "log", "):")
+    return 0 if _print_health(layout) else 1
+
+
+def cmd_status(_: argparse.Namespace) -> int:
+    return 0 if _print_health(processes.Layout.default()) else 1
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    layout = processes.Layout.default()
+    for name in layout.ports:
+        print(f"  {name:<12} {'stopped' if processes.stop(layout, name) else 'was not running'}")
+    if args.infra:
+        subprocess.run(["bash", str(processes.ROOT / "scripts" / "services.sh"), "stop"], check=True)
+    return 0
+
+
+# ------------------------------------------------------------------------------ events in
+
+
+def read_events(path: Path) -> list[tuple[int, dict[str, Any] | str]]:
+    """(line, event) pairs from a JSON array or JSON-lines file; a line that is not JSON is
+    kept as its text so it is reported, not skipped."""
+    text = path.read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):
+        return list(enumerate(json.loads(text), start=1))
+    out: list[tuple[int, dict[str, Any] | str]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                out.append((number, json.loads(line)))
+            except ValueError:
+                out.append((number, line))
+    return out
+
+
+def validate(raw: dict[str, Any] | str) -> CloudEvent[Any]:
+    """The check a service applies on receipt, plus: only township event types."""
+    event = parse_event(raw if isinstance(raw, dict) else raw.encode())
+    if event.type not in TOWNSHIP_TYPES:
+        raise ValueError(f"{event.type} is published by the platform, not by townships")
+    return event
+
+
+def _check_file(path: Path) -> tuple[list[CloudEvent[Any]], int]:
+    good, bad = [], 0
+    for number, raw in read_events(path):
+        try:
+            good.append(validate(raw))
+        except ValidationError as error:
+            bad += 1
+            for problem in describe_errors(error):
+                print(f"{path}:{number}: {problem.location}: {problem.message}")
+        except ValueError as error:
+            bad += 1
+            print(f"{path}:{number}: {error}")
+    return good, bad
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    good, bad = _check_file(Path(args.file))
+    print(f"{len(good)} valid, {bad} invalid")
+    return 1 if bad else 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    good, bad = _check_file(Path(args.file))
+    if bad:
+        print(f"{bad} invalid events were not published")
+
+    async def run() -> int:
+        async with TownshipClient(CommonSettings().amqp_url) as township:
+            for event in good:
+                await township.publish(event)
+            print(f"{len(good)} events published; waiting {args.wait}s for rejections")
+            await asyncio.sleep(args.wait)
+            for rejection in township.rejections:
+                _print_rejection(rejection)
+            return 1 if township.rejections or bad else 0
+
+    return asyncio.run(run())
+
+
+def _print_rejection(rejected: Any) -> None:
+    print(f"REJECTED {rejected.rejected_type} id={rejected.rejected_id} by {rejected.rejected_by}: {rejected.reason}")
+    for problem in rejected.errors:
+        print(f"    {problem.location}: {problem.message}")
+
+
+# ------------------------------------------------------------------------------ scores out
+
+
+def fetch_scores(period: str, port: int = processes.SERVICES["supervision"]) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/scores?period={period}", timeout=10) as response:
+        rows: list[dict[str, Any]] = json.load(response)
+        return rows
+
+
+def print_scores(rows: list[dict[str, Any]], period: str) -> None:
+    print(f"\nSupervision scores for {period} (rules {rows[0]['rules_version'] if rows else '-'}):")
+    print(f"{'#':>3}  {'unit':<16} {'name':<26} {'kind':<19} {'score':>6}  activity evidence participation")
+    for row in rows:
+        items = {item["rule"]: item["points"] for item in row["breakdown"]}
+        name = (row["name"] or "?")[:13]
+        # Chinese characters are two columns wide in a terminal.
+        pad = 26 - sum(2 if ord(c) > 0x2E80 else 1 for c in name)
+        print(
+            f"{row['rank']:>3}  {row['unit_id']:<16} {name}{' ' * max(pad, 1)}{(row['kind'] or '?'):<19}"
+            f" {row['score']:>6.1f}  {items['monthly_activity']:>8.1f} {items['evidence']:>8.1f}"
+            f" {items['participation']:>13.1f}"
+        )
+
+
+def wait_for_scores(period: str, expect_active: set[str], timeout: float) -> list[dict[str, Any]]:
+    """Poll until every unit that ran an activity is scored and the table stops changing."""
+    deadline = time.monotonic() + timeout
+    previous: list[dict[str, Any]] | None = None
+    while True:
+        rows = fetch_scores(period)
+        scored = {r["unit_id"] for r in rows if r["score"] > 0}
+        if expect_active <= scored and rows == previous:
+            return rows
+        if time.monotonic() > deadline:
+            print(f"timed out: {len(expect_active - scored)} active units still unscored", file=sys.stderr)
+            return rows
+        previous = rows
+        time.sleep(1.5)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    if cmd_up(argparse.Namespace(no_infra=args.no_infra, timeout=90)) != 0:
+        print("the services are not ready; see the logs above", file=sys.stderr)
+        return 1
+    year, month = (int(p) for p in args.period.split("-"))
+    demo = demo_month(year, month)
+    s3 = S3Settings()
+    store = object_store(s3)
+    for item in demo.uploads:
+        upload(store, s3.upload_bucket, item.key, item.content, item.content_type)
+    print(f"\nuploaded {len(demo.uploads)} photos to s3://{s3.upload_bucket}/")
+
+    async def publish() -> list[Any]:
+        async with TownshipClient(CommonSettings().amqp_url) as township:
+            for event in demo.events:
+                await township.publish(event)
+            # Two mistakes a township system makes, to show what it is told:
+            await township.publish_raw(
+                b'{"specversion": "1.0", "id": "demo-bad-1", "source": "/townships/431381101",'
+                b' "type": "wmsj.activity.completed.v1", "data": {"activity_id": "x"}}',
+                routing_key="wmsj.activity.completed.v1",
+            )
+            await township.publish_raw(b'{"id": "demo-bad-2"}', routing_key="wmsj.volunteer.hours.v1")
+            print(f"published {len(demo.events)} events from {len(demo.units)} units + 2 faulty ones")
+            return await township.wait_for_rejections(2, timeout=30)
+
+    for rejection in asyncio.run(publish()):
+        _print_rejection(rejection)
+    rows = wait_for_scores(demo.period, demo.active_units, timeout=args.timeout)
+    print_scores(rows, demo.period)
+    return 0
+
+
+def cmd_scores(args: argparse.Namespace) -> int:
+    print_scores(fetch_scores(args.period), args.period)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="wmsj", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start servers and services")
+    up.add_argument("--no-infra", action="store_true", help="do not start RabbitMQ/MongoDB/S3")
+    up.add_argument("--timeout", type=float, default=90)
+    up.set_defaults(func=cmd_up)
+    sub.add_parser("status", help="health of the services").set_defaults(func=cmd_status)
+    down = sub.add_parser("down", help="stop the services")
+    down.add_argument("--infra", action="store_true", help="also stop the servers scripts/services.sh started")
+    down.set_defaults(func=cmd_down)
+    demo = sub.add_parser("demo", help="publish a demo month and print the scores")
+    demo.add_argument("--period", default="2020-06")
+    demo.add_argument("--timeout", type=float, default=120)
+    demo.add_argument("--no-infra", action="store_true")
+    demo.set_defaults(func=cmd_demo)
+    publish = sub.add_parser("publish", help="validate and publish a file of events")
+    publish.add_argument("file")
+    publish.add_argument("--wait", type=float, default=5, help="seconds to wait for rejections")
+    publish.set_defaults(func=cmd_publish)
+    check = sub.add_parser("validate", help="check a file of events offline")
+    check.add_argument("file")
+    check.set_defaults(func=cmd_validate)
+    scores = sub.add_parser("scores", help="print a month's score table")
+    scores.add_argument("--period", required=True)
+    scores.set_defaults(func=cmd_scores)
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

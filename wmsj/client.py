@@ -1,0 +1,89 @@
+"""A township system's side of the bus, in plain aio-pika: what ``wmsj demo``, ``wmsj publish``,
+the tests and the benchmark use, and a worked example for township developers.
+
+A township publishes CloudEvents to the ``wmsj.ingress`` exchange with routing key = event
+type, persistent, with publisher confirms, and names a ``reply_to`` queue on which the
+platform tells it about every event it refuses (``wmsj.event.rejected.v1``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+from minio import Minio
+
+from shared.events import CONTENT_TYPE, CloudEvent, EventRejected, EventRejectedEvent
+from shared.settings import S3Settings
+
+INGRESS_EXCHANGE = "wmsj.ingress"
+
+
+class TownshipClient:
+    def __init__(self, amqp_url: str) -> None:
+        self.amqp_url = amqp_url
+        self.rejections: list[EventRejected] = []
+        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self._exchange: aio_pika.abc.AbstractExchange | None = None
+        self._reply_queue: aio_pika.abc.AbstractQueue | None = None
+
+    async def __aenter__(self) -> TownshipClient:
+        self._connection = await aio_pika.connect_robust(self.amqp_url)
+        channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+        # The platform declares the exchange; a township only needs to find it.
+        self._exchange = await channel.get_exchange(INGRESS_EXCHANGE, ensure=True)
+        self._reply_queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        await self._reply_queue.consume(self._on_reply)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._connection:
+            await self._connection.close()
+
+    async def _on_reply(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        async with message.process():
+            rejected = EventRejectedEvent.model_validate_json(message.body)
+            self.rejections.append(rejected.data)
+
+    async def publish(self, event: CloudEvent[Any]) -> None:
+        await self.publish_raw(event.model_dump_json().encode(), routing_key=event.type, message_id=event.id)
+
+    async def publish_raw(self, body: bytes, *, routing_key: str, message_id: str | None = None) -> None:
+        assert self._exchange is not None and self._reply_queue is not None, "use 'async with'"
+        await self._exchange.publish(
+            aio_pika.Message(
+                body,
+                content_type=CONTENT_TYPE,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                message_id=message_id,
+                timestamp=datetime.now(UTC),
+                reply_to=self._reply_queue.name,
+            ),
+            routing_key=routing_key,
+        )
+
+    async def wait_for_rejections(self, count: int, timeout: float) -> list[EventRejected]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(self.rejections) < count and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)
+        return list(self.rejections)
+
+
+def object_store(settings: S3Settings) -> Minio:
+    return Minio(
+        settings.endpoint,
+        access_key=settings.access_key,
+        secret_key=settings.secret_key,
+        secure=settings.secure,
+        region=settings.region,
+    )
+
+
+def upload(client: Minio, bucket: str, key: str, content: bytes, content_type: str) -> str:
+    """Upload a file to the upload bucket; returns its sha256 for the ``evidence submitted`` claim."""
+    client.put_object(bucket, key, io.BytesIO(content), len(content), content_type=content_type)
+    return hashlib.sha256(content).hexdigest()
