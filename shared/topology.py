@@ -63,10 +63,10 @@ OFFICE_SCORES = _office_buffer("office.scores")
 OFFICE_REJECTIONS = _office_buffer("office.rejections")
 
 BINDINGS: list[tuple[RabbitQueue, RabbitExchange, tuple[str, ...]]] = [
-    (REGISTRY_INGRESS, INGRESS, ("wmsj.unit.#",)),
+    (REGISTRY_INGRESS, INGRESS, ("wmsj.unit.registered.*",)),
     (REGISTRY_UNROUTED, UNROUTED, ("",)),
-    (ACTIVITIES_INGRESS, INGRESS, ("wmsj.activity.#",)),
-    (EVIDENCE_INGRESS, INGRESS, ("wmsj.evidence.#",)),
+    (ACTIVITIES_INGRESS, INGRESS, ("wmsj.activity.scheduled.*", "wmsj.activity.completed.*")),
+    (EVIDENCE_INGRESS, INGRESS, ("wmsj.evidence.submitted.*",)),
     (
         SUPERVISION_EVENTS,
         EVENTS,

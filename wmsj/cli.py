@@ -1,12 +1,12 @@
 """``wmsj``: run the platform on one machine and talk to it as a township or the office would.
 
-    wmsj up            start the servers (RabbitMQ, MongoDB-wire, S3) and the four services
-    wmsj status        health of each service
-    wmsj down          stop the four services (--infra: the servers too)
-    wmsj demo          publish a month from three townships, print the score table
-    wmsj publish FILE  validate events locally, publish the valid ones, report every rejection
-    wmsj validate FILE check a file of events offline, with the services' own rules
-    wmsj scores        print the score table of a month
+wmsj up            start the servers (RabbitMQ, MongoDB-wire, S3) and the four services
+wmsj status        health of each service
+wmsj down          stop the four services (--infra: the servers too)
+wmsj demo          publish a month from three townships, print the score table
+wmsj publish FILE  validate events locally, publish the valid ones, report every rejection
+wmsj validate FILE check a file of events offline, with the services' own rules
+wmsj scores        print the score table of a month
 """
 
 from __future__ import annotations
@@ -133,7 +133,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def _print_rejection(rejected: Any) -> None:
-    print(f"REJECTED {rejected.rejected_type} id={rejected.rejected_id} by {rejected.rejected_by}: {rejected.reason}")
+    print(
+        f"REJECTED {rejected.rejected_type} id={rejected.rejected_id} by {rejected.rejected_by}: {rejected.reason}"
+    )
     for problem in rejected.errors:
         print(f"    {problem.location}: {problem.message}")
 
@@ -217,7 +219,9 @@ def cmd_scores(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="wmsj", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="wmsj", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start servers and services")
     up.add_argument("--no-infra", action="store_true", help="do not start RabbitMQ/MongoDB/S3")
@@ -225,7 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     up.set_defaults(func=cmd_up)
     sub.add_parser("status", help="health of the services").set_defaults(func=cmd_status)
     down = sub.add_parser("down", help="stop the services")
-    down.add_argument("--infra", action="store_true", help="also stop the servers scripts/services.sh started")
+    down.add_argument(
+        "--infra", action="store_true", help="also stop the servers scripts/services.sh started"
+    )
     down.set_defaults(func=cmd_down)
     demo = sub.add_parser("demo", help="publish a demo month and print the scores")
     demo.add_argument("--period", default="2020-06")

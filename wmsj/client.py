@@ -9,6 +9,7 @@ platform tells it about every event it refuses (``wmsj.event.rejected.v1``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ class TownshipClient:
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._exchange: aio_pika.abc.AbstractExchange | None = None
         self._reply_queue: aio_pika.abc.AbstractQueue | None = None
+        self._arrived = asyncio.Event()
 
     async def __aenter__(self) -> TownshipClient:
         self._connection = await aio_pika.connect_robust(self.amqp_url)
@@ -48,6 +50,7 @@ class TownshipClient:
         async with message.process():
             rejected = EventRejectedEvent.model_validate_json(message.body)
             self.rejections.append(rejected.data)
+            self._arrived.set()
 
     async def publish(self, event: CloudEvent[Any]) -> None:
         await self.publish_raw(event.model_dump_json().encode(), routing_key=event.type, message_id=event.id)
@@ -67,9 +70,12 @@ class TownshipClient:
         )
 
     async def wait_for_rejections(self, count: int, timeout: float) -> list[EventRejected]:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while len(self.rejections) < count and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.1)
+        """The rejections received once ``count`` have come, or when ``timeout`` runs out."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while len(self.rejections) < count:
+                    self._arrived.clear()
+                    await self._arrived.wait()
         return list(self.rejections)
 
 

@@ -3,6 +3,7 @@ what ``wmsj up`` / ``wmsj down`` and the end-to-end tests use."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -88,10 +89,8 @@ def stop(layout: Layout, name: str, timeout: float = 20.0) -> bool:
 
 def _reap(pid: int) -> None:
     """Collect the exit status if we are the parent (tests), so no zombie lingers."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def health(port: int) -> tuple[int, str]:

@@ -8,7 +8,7 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 
 from minio import Minio
-from minio.commonconfig import GOVERNANCE, CopySource
+from minio.commonconfig import GOVERNANCE
 from minio.error import S3Error
 from minio.objectlockconfig import DAYS, ObjectLockConfig
 from minio.retention import Retention
@@ -17,6 +17,7 @@ from services.evidence.domain import StoredObject
 from shared.settings import S3Settings
 
 CHUNK = 1024 * 1024
+PART = 16 * 1024 * 1024
 HEAD = 64
 
 
@@ -85,9 +86,20 @@ class ObjectStore:
         except S3Error as error:
             if error.code not in ("NoSuchKey", "NoSuchObject"):
                 raise
-        self.client.copy_object(
-            bucket,
-            permanent_key,
-            CopySource(self.settings.upload_bucket, upload_key),
-            retention=Retention(GOVERNANCE, datetime.now(UTC) + timedelta(days=self.retention_days)),
-        )
+        # Streamed through this process rather than copied server-side: S3 servers differ on
+        # whether a server-side copy takes the retention (SeaweedFS's does not), a PUT always does.
+        source = self.client.get_object(self.settings.upload_bucket, upload_key)
+        try:
+            size = int(source.headers["Content-Length"])
+            self.client.put_object(
+                bucket,
+                permanent_key,
+                source,
+                size,
+                content_type=content_type,
+                part_size=PART,
+                retention=Retention(GOVERNANCE, datetime.now(UTC) + timedelta(days=self.retention_days)),
+            )
+        finally:
+            source.close()
+            source.release_conn()

@@ -109,9 +109,8 @@ async def rescore(
     now = datetime.now(UTC)
     for unit_id, period in sorted(touched):
         score = score_month(unit_id, period, await facts.completed_in(unit_id, period, session))
-        if await scores.get(unit_id, period, session) == score:
+        if not await scores.put(score, now, session):
             continue
-        await scores.put(score, now, session)
         updates.append(
             ScoreUpdatedEvent(
                 id=derived_id(cause.key, f"score:{unit_id}:{period}"),

@@ -21,16 +21,19 @@ class FactStore:
 
     Each fact keeps the time of the event that stated it; a fact stated earlier never
     overwrites one stated later, so arrival order does not matter.
+
+    Evidence is kept *on its activity's document*, not in a collection of its own: handlers
+    run concurrently, and a completion and its evidence handled at the same moment must
+    write the same document, so that one transaction conflicts and retries and sees the
+    other. Apart, each would miss the other and the score would be stale (write skew).
     """
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.units = db.units
         self.activities = db.activities
-        self.evidence = db.evidence
 
     async def ensure_indexes(self) -> None:
         await self.activities.create_index([("unit_id", 1), ("completion.period", 1)])
-        await self.evidence.create_index("activity_id")
 
     async def put_unit(self, unit: dict[str, Any], stated_at: datetime, session: Session) -> None:
         current = await self.units.find_one({"_id": unit["unit_id"]}, session=session)
@@ -64,23 +67,19 @@ class FactStore:
         return True
 
     async def add_evidence(self, evidence_id: str, activity_id: str, session: Session) -> None:
-        await self.evidence.update_one(
-            {"_id": evidence_id}, {"$set": {"activity_id": activity_id}}, upsert=True, session=session
+        await self.activities.update_one(
+            {"_id": activity_id}, {"$addToSet": {"evidence_ids": evidence_id}}, upsert=True, session=session
         )
 
     async def completed_in(self, unit_id: str, period: str, session: Session) -> list[CompletedActivity]:
         done = await self.activities.find(
             {"unit_id": unit_id, "completion.period": period}, session=session
         ).to_list(None)
-        ids = [d["_id"] for d in done]
-        counts: dict[str, int] = {}
-        async for e in self.evidence.find({"activity_id": {"$in": ids}}, session=session):
-            counts[e["activity_id"]] = counts.get(e["activity_id"], 0) + 1
         return [
             CompletedActivity(
                 activity_id=d["_id"],
                 volunteers=d["completion"]["volunteers"],
-                evidence_count=counts.get(d["_id"], 0),
+                evidence_count=len(d.get("evidence_ids", [])),
             )
             for d in sorted(done, key=lambda d: d["_id"])
         ]
@@ -100,12 +99,22 @@ class ScoreStore:
         doc = await self.scores.find_one({"_id": f"{unit_id}|{period}"}, session=session)
         return _to_score(doc) if doc else None
 
-    async def put(self, score: MonthlyScore, updated_at: datetime, session: Session) -> None:
-        doc = asdict(score)
-        doc["breakdown"] = [item.model_dump() for item in score.breakdown]
-        doc["_id"] = f"{score.unit_id}|{score.period}"
-        doc["updated_at"] = updated_at
-        await self.scores.replace_one({"_id": doc["_id"]}, doc, upsert=True, session=session)
+    async def put(self, score: MonthlyScore, updated_at: datetime, session: Session) -> bool:
+        """Keep ``score``; True if it differs from the one kept before.
+
+        The document is written even when the score is unchanged (``revision``): two
+        transactions that rescore the same unit and month then always conflict, and the
+        one retried sees the other's facts.
+        """
+        key = f"{score.unit_id}|{score.period}"
+        before = await self.get(score.unit_id, score.period, session)
+        fields = asdict(score)
+        fields["breakdown"] = [item.model_dump() for item in score.breakdown]
+        update: Document = {"$inc": {"revision": 1}}
+        if before != score:
+            update["$set"] = {**fields, "updated_at": updated_at}
+        await self.scores.update_one({"_id": key}, update, upsert=True, session=session)
+        return before != score
 
     async def for_period(self, period: str) -> list[MonthlyScore]:
         return [_to_score(d) async for d in self.scores.find({"period": period})]

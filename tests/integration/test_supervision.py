@@ -1,0 +1,119 @@
+"""Supervision against the real broker and database: facts in, scores out."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime, timedelta
+from types import ModuleType
+from typing import Any
+
+from faststream.rabbit import RabbitExchange
+
+from shared.events import (
+    ActivityCompleted,
+    ActivityCompletedEvent,
+    EvidenceStored,
+    EvidenceStoredEvent,
+    ScoreUpdatedEvent,
+    UnitKind,
+    UnitRegistered,
+    UnitRegisteredEvent,
+    new_event,
+)
+from shared.topology import EVENTS
+from tests.support import Tap
+
+ENDED = datetime(2020, 6, 12, 8, 0, tzinfo=UTC)
+
+
+def facts(unit_id: str, activity_id: str) -> list[Any]:
+    """What supervision hears about one unit's month, from the services that own each fact."""
+    return [
+        new_event(
+            UnitRegisteredEvent,
+            UnitRegistered(unit_id=unit_id, name="禾青镇第一村", kind=UnitKind.VILLAGE),
+            source="/wmsj/registry",
+            time=ENDED - timedelta(days=30),
+        ),
+        new_event(
+            ActivityCompletedEvent,
+            ActivityCompleted(
+                activity_id=activity_id, unit_id=unit_id, ended_at=ENDED, volunteers=12, service_hours=36
+            ),
+            source="/wmsj/activities",
+            time=ENDED,
+        ),
+        new_event(
+            EvidenceStoredEvent,
+            EvidenceStored(
+                evidence_id=activity_id + "-e",
+                activity_id=activity_id,
+                unit_id=unit_id,
+                object_key="k",
+                sha256="a" * 64,
+                size=1,
+                content_type="image/png",
+                stored_at=ENDED + timedelta(hours=2),
+            ),
+            source="/wmsj/evidence",
+            time=ENDED + timedelta(hours=2),
+        ),
+    ]
+
+
+async def publish_as_platform(apps: dict[str, ModuleType], events: list[Any]) -> None:
+    bus = apps["registry"].service.bus  # any service's bus publishes to wmsj.events
+    for event in events:
+        await bus.publish(event, exchange=RabbitExchange(EVENTS.name))
+
+
+def scores_of(tap: Tap, unit_id: str) -> list[Any]:
+    return tap.matching(lambda e: e.type == ScoreUpdatedEvent.TYPE and e.subject == unit_id)
+
+
+async def test_a_completed_activity_with_evidence_scores_full_marks(
+    apps: dict[str, ModuleType], tap: Tap
+) -> None:
+    unit_id, activity_id = "u-" + secrets.token_hex(4), "a-" + secrets.token_hex(4)
+    await publish_as_platform(apps, facts(unit_id, activity_id))
+
+    await tap.wait_for(
+        lambda e: e.type == ScoreUpdatedEvent.TYPE and e.subject == unit_id and e.data.score == 100
+    )
+    stored = await apps["supervision"].scores.get(unit_id, "2020-06")
+    assert stored.score == 100 and stored.rules_version == "2020.1-basic"
+    assert [(i.rule, i.points) for i in stored.breakdown] == [
+        ("monthly_activity", 60),
+        ("evidence", 30),
+        ("participation", 10),
+    ]
+
+
+async def test_evidence_before_its_activity_gives_the_same_final_score(
+    apps: dict[str, ModuleType], tap: Tap
+) -> None:
+    unit_id, activity_id = "u-" + secrets.token_hex(4), "a-" + secrets.token_hex(4)
+    registered, completed, evidence = facts(unit_id, activity_id)
+    await publish_as_platform(apps, [evidence, completed, registered])
+
+    await tap.wait_for(
+        lambda e: e.type == ScoreUpdatedEvent.TYPE and e.subject == unit_id and e.data.score == 100
+    )
+
+
+async def test_a_replayed_fact_publishes_no_second_score(apps: dict[str, ModuleType], tap: Tap) -> None:
+    unit_id, activity_id = "u-" + secrets.token_hex(4), "a-" + secrets.token_hex(4)
+    events = facts(unit_id, activity_id)
+    await publish_as_platform(apps, events)
+    await tap.wait_for(
+        lambda e: e.type == ScoreUpdatedEvent.TYPE and e.subject == unit_id and e.data.score == 100
+    )
+    seen = len(scores_of(tap, unit_id))
+
+    await publish_as_platform(apps, events)  # the same events again: de-duplicated
+    marker = "u-" + secrets.token_hex(4)
+    await publish_as_platform(apps, facts(marker, "a-" + secrets.token_hex(4)))
+    await tap.wait_for(
+        lambda e: e.type == ScoreUpdatedEvent.TYPE and e.subject == marker and e.data.score == 100
+    )
+    assert len(scores_of(tap, unit_id)) == seen
