@@ -181,10 +181,17 @@ class EventRejected(Data):
 DataT = TypeVar("DataT", bound=Data)
 
 
+def _required_by_cloudevents(schema: dict[str, Any]) -> None:
+    # ``specversion`` and ``type`` have defaults for building events in code, but a sender
+    # must state them: CloudEvents requires them, and the parser needs ``type`` to choose
+    # the model.
+    schema["required"] = sorted({*schema.get("required", []), "specversion", "type"})
+
+
 class CloudEvent(BaseModel, Generic[DataT]):
     """CloudEvents 1.0 envelope (structured mode)."""
 
-    model_config = ConfigDict(frozen=True, extra="allow")
+    model_config = ConfigDict(frozen=True, extra="allow", json_schema_extra=_required_by_cloudevents)
 
     specversion: Literal["1.0"] = "1.0"
     id: str = Field(min_length=1, max_length=128)
@@ -302,6 +309,13 @@ def new_event(
 ) -> CloudEvent[DataT]:
     # ``type`` comes from the concrete model's literal default, which mypy cannot see.
     return model(id=id or str(uuid.uuid4()), source=source, time=time, subject=subject, data=data)  # type: ignore[call-arg]
+
+
+def statement(stated_at: datetime, data: Data) -> tuple[datetime, str]:
+    """How two statements of the same fact are ordered: the later event time wins, and at
+    the same time the canonical content decides, so the outcome never depends on which of
+    two events arrives first."""
+    return stated_at, data.model_dump_json()
 
 
 def derived_id(cause_key: str, what: str) -> str:

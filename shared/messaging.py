@@ -21,7 +21,7 @@ from faststream.exceptions import RejectMessage
 from faststream.middlewares import BaseMiddleware
 from faststream.rabbit import RabbitBroker, RabbitExchange
 from faststream.rabbit.schemas import Channel
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from shared.events import (
     CONTENT_TYPE,
@@ -31,6 +31,7 @@ from shared.events import (
     FieldError,
     derived_id,
     describe_errors,
+    parse_event,
 )
 from shared.topology import EVENTS
 
@@ -62,16 +63,24 @@ def make_broker(amqp_url: str, service: str, prefetch: int) -> RabbitBroker:
 
 
 def event_decoder(
-    event_type: Any,
+    *accepted: type[CloudEvent[Any]],
 ) -> Callable[[StreamMessage[Any], Any], Awaitable[CloudEvent[Any]]]:
-    """A FastStream decoder that validates the body into ``event_type`` or raises InvalidEvent."""
-    adapter: TypeAdapter[CloudEvent[Any]] = TypeAdapter(event_type)
+    """A FastStream decoder: the body must be one of the ``accepted`` event types, else
+    InvalidEvent. Every body is parsed against the whole contract first, so each service
+    applies exactly the same rules (and says the same things) as ``wmsj validate``."""
+    names = " or ".join(repr(e.TYPE) for e in accepted)
 
     async def decode(message: StreamMessage[Any], _original: Any) -> CloudEvent[Any]:
         try:
-            return adapter.validate_json(message.body)
+            event = parse_event(message.body)
         except ValidationError as error:
             raise InvalidEvent("the event does not match the contract", describe_errors(error)) from error
+        if not isinstance(event, accepted):
+            raise InvalidEvent(
+                f"{event.type} is not accepted here",
+                [FieldError(location="type", message=f"Input should be {names}")],
+            )
+        return event
 
     return decode
 

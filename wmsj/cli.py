@@ -74,7 +74,10 @@ def read_events(path: Path) -> list[tuple[int, dict[str, Any] | str]]:
     kept as its text so it is reported, not skipped."""
     text = path.read_text(encoding="utf-8")
     if text.lstrip().startswith("["):
-        return list(enumerate(json.loads(text), start=1))
+        try:
+            return list(enumerate(json.loads(text), start=1))
+        except ValueError as error:
+            return [(getattr(error, "lineno", 1), f"not a JSON array: {error}")]
     out: list[tuple[int, dict[str, Any] | str]] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if line.strip():
@@ -85,9 +88,13 @@ def read_events(path: Path) -> list[tuple[int, dict[str, Any] | str]]:
     return out
 
 
-def validate(raw: dict[str, Any] | str) -> CloudEvent[Any]:
+def validate(raw: Any) -> CloudEvent[Any]:
     """The check a service applies on receipt, plus: only township event types."""
-    event = parse_event(raw if isinstance(raw, dict) else raw.encode())
+    if isinstance(raw, str):
+        raw = raw.encode()
+    elif not isinstance(raw, dict):
+        raise ValueError(f"an event must be a JSON object, not {type(raw).__name__}")
+    event = parse_event(raw)
     if event.type not in TOWNSHIP_TYPES:
         raise ValueError(f"{event.type} is published by the platform, not by townships")
     return event

@@ -28,6 +28,7 @@ from shared.events import (
     UnitKind,
     UnitRegistered,
     UnitRegisteredEvent,
+    new_event,
 )
 
 TOWNSHIPS = [
@@ -83,12 +84,13 @@ def demo_month(year: int = 2020, month: int = 6, seed: int = 2020, run: str = "d
 
     def event(model: type[CloudEvent[Any]], data: Any, township: str, at: datetime) -> None:
         out.events.append(
-            model(  # ``type`` defaults from the model
+            new_event(
+                model,
+                data,
                 id=f"{run}-{next(counter):05d}",
                 source=f"/townships/{township}",
                 time=at.astimezone(UTC),
                 subject=getattr(data, "activity_id", None) or data.unit_id,
-                data=data,
             )
         )
 

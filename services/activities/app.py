@@ -37,7 +37,7 @@ ActivityEvent = Annotated[ActivityScheduledEvent | ActivityCompletedEvent, Field
 
 @service.broker.subscriber(
     ACTIVITIES_INGRESS,
-    decoder=event_decoder(ActivityEvent),
+    decoder=event_decoder(ActivityScheduledEvent, ActivityCompletedEvent),
     ack_policy=AckPolicy.REJECT_ON_ERROR,
     no_reply=True,
     title="activities.ingress:activity",

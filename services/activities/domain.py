@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from shared.events import ActivityCompleted, ActivityScheduled
+from shared.events import ActivityCompleted, ActivityScheduled, statement
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class Schedule:
     ends_at: datetime
     place: str
     stated_at: datetime
+    stated: str  # canonical content: the tie-break between statements made at one time
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Completion:
     service_hours: float
     people_served: int
     stated_at: datetime
+    stated: str
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,10 @@ class RefusedActivity(ValueError):
     pass
 
 
+def _order(part: Schedule | Completion) -> tuple[datetime, str]:
+    return part.stated_at, part.stated
+
+
 def _same_unit(current: Activity | None, activity_id: str, unit_id: str) -> None:
     if current is not None and current.unit_id != unit_id:
         raise RefusedActivity(f"activity {activity_id} belongs to unit {current.unit_id}, not {unit_id}")
@@ -70,9 +76,10 @@ def apply_scheduled(
         ends_at=data.ends_at,
         place=data.place,
         stated_at=stated_at,
+        stated=statement(stated_at, data)[1],
     )
     base = current or Activity(activity_id=data.activity_id, unit_id=data.unit_id)
-    if base.schedule is not None and base.schedule.stated_at >= stated_at:
+    if base.schedule is not None and _order(base.schedule) >= _order(schedule):
         return None
     return replace(base, schedule=schedule)
 
@@ -88,8 +95,9 @@ def apply_completed(
         service_hours=data.service_hours,
         people_served=data.people_served,
         stated_at=stated_at,
+        stated=statement(stated_at, data)[1],
     )
     base = current or Activity(activity_id=data.activity_id, unit_id=data.unit_id)
-    if base.completion is not None and base.completion.stated_at >= stated_at:
+    if base.completion is not None and _order(base.completion) >= _order(completion):
         return None
     return replace(base, completion=completion)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass
 
 from shared.events import EvidenceSubmitted
@@ -16,6 +17,10 @@ MAX_SIZE = {
     "application/pdf": 200 * 2**20,
     "text/plain": 2 * 2**20,
 }
+
+
+HEIC_BRANDS = {b"heic", b"heix", b"mif1", b"msf1", b"hevc", b"hevx"}
+MP4_BRANDS = {b"isom", b"iso2", b"iso4", b"iso5", b"iso6", b"mp41", b"mp42", b"avc1", b"M4V ", b"dash"}
 
 
 class RefusedEvidence(ValueError):
@@ -41,18 +46,19 @@ def sniff(head: bytes) -> str | None:
         return "image/webp"
     if head[4:8] == b"ftyp":
         brand = head[8:12]
-        if brand in (b"heic", b"heix", b"mif1", b"msf1", b"hevc"):
+        if brand in HEIC_BRANDS:
             return "image/heic"
-        return "video/mp4"
+        if brand in MP4_BRANDS:
+            return "video/mp4"
+        return None  # AVIF, audio-only M4A, QuickTime…: not what the office accepts
     if head.startswith(b"%PDF-"):
         return "application/pdf"
     if head and b"\x00" not in head:
         try:
-            head.decode("utf-8")
-        except UnicodeDecodeError as error:
-            # A multi-byte character cut at the end of the sample is still text.
-            if error.start < len(head) - 3:
-                return None
+            # Incremental: a character cut by the end of the sample is held back, not an error.
+            codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+        except UnicodeDecodeError:
+            return None
         return "text/plain"
     return None
 

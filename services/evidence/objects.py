@@ -94,7 +94,7 @@ class ObjectStore:
             self.client.put_object(
                 bucket,
                 permanent_key,
-                source,
+                source,  # type: ignore[arg-type]  # a readable stream is all put_object needs
                 size,
                 content_type=content_type,
                 part_size=PART,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from shared.events import UnitRegistered
+from shared.events import UnitRegistered, statement
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,7 @@ class Unit:
     parent_id: str | None
     township_id: str | None
     stated_at: datetime  # time of the event that last stated these details
+    stated: str  # its canonical content, the tie-break between statements made at one time
 
 
 class RefusedUnit(ValueError):
@@ -33,27 +34,19 @@ def check_registration(data: UnitRegistered) -> None:
 def apply_registration(current: Unit | None, data: UnitRegistered, stated_at: datetime) -> Unit | None:
     """The unit after this registration, or None if nothing changes.
 
-    Townships retry and re-order: the details stated latest (by event time) win, so the
-    result does not depend on the order the events arrive in.
+    Townships retry and re-order: the latest statement wins (``shared.events.statement``),
+    so the result does not depend on the order the events arrive in.
     """
     check_registration(data)
-    proposed = Unit(
+    at, content = statement(stated_at, data)
+    if current is not None and (at, content) <= (current.stated_at, current.stated):
+        return None
+    return Unit(
         unit_id=data.unit_id,
         name=data.name,
         kind=data.kind.value,
         parent_id=data.parent_id,
         township_id=data.township_id,
-        stated_at=stated_at,
+        stated_at=at,
+        stated=content,
     )
-    if current is None:
-        return proposed
-    if stated_at < current.stated_at:
-        return None
-    if (current.name, current.kind, current.parent_id, current.township_id) == (
-        proposed.name,
-        proposed.kind,
-        proposed.parent_id,
-        proposed.township_id,
-    ) and stated_at == current.stated_at:
-        return None
-    return proposed

@@ -45,4 +45,5 @@ def _to_unit(doc: Document) -> Unit:
         parent_id=doc.get("parent_id"),
         township_id=doc.get("township_id"),
         stated_at=doc["stated_at"],
+        stated=doc.get("stated", ""),
     )

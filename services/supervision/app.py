@@ -29,6 +29,7 @@ from shared.events import (
     UnitRegisteredEvent,
     derived_id,
     period_of,
+    statement,
 )
 from shared.messaging import event_decoder
 from shared.service import Service
@@ -48,7 +49,9 @@ FactEvent = Annotated[
 
 @service.broker.subscriber(
     SUPERVISION_EVENTS,
-    decoder=event_decoder(FactEvent),
+    decoder=event_decoder(
+        UnitRegisteredEvent, ActivityScheduledEvent, ActivityCompletedEvent, EvidenceStoredEvent
+    ),
     ack_policy=AckPolicy.REJECT_ON_ERROR,
     no_reply=True,
     title="supervision.events:facts",
@@ -67,7 +70,7 @@ async def record_fact(event: CloudEvent, session: AsyncClientSession) -> set[tup
     """Store the fact; return the (unit, month) scores it may change."""
     data = event.data
     if isinstance(event, UnitRegisteredEvent):
-        await facts.put_unit(data.model_dump(mode="json"), event.time, session)
+        await facts.put_unit(data.model_dump(mode="json"), statement(event.time, data), session)
         return set()
     if isinstance(event, ActivityScheduledEvent):
         await facts.put_activity_part(
@@ -75,7 +78,7 @@ async def record_fact(event: CloudEvent, session: AsyncClientSession) -> set[tup
             data.unit_id,
             "schedule",
             data.model_dump(exclude={"activity_id", "unit_id"}),
-            event.time,
+            statement(event.time, data),
             session,
         )
         return set()
@@ -86,7 +89,7 @@ async def record_fact(event: CloudEvent, session: AsyncClientSession) -> set[tup
             "period": period_of(data.ended_at),
         }
         changed = await facts.put_activity_part(
-            data.activity_id, data.unit_id, "completion", completion, event.time, session
+            data.activity_id, data.unit_id, "completion", completion, statement(event.time, data), session
         )
         touched = {(data.unit_id, completion["period"])} if changed else set()
         if changed and before and before.get("completion"):  # a corrected report may move months

@@ -14,6 +14,11 @@ from shared.events import ScoreItem
 from shared.mongo import Document
 
 Session = AsyncClientSession
+Statement = tuple[datetime, str]  # see shared.events.statement
+
+
+def _order(doc: Document) -> Statement:
+    return doc["stated_at"], doc.get("stated", "")
 
 
 class FactStore:
@@ -35,11 +40,11 @@ class FactStore:
     async def ensure_indexes(self) -> None:
         await self.activities.create_index([("unit_id", 1), ("completion.period", 1)])
 
-    async def put_unit(self, unit: dict[str, Any], stated_at: datetime, session: Session) -> None:
+    async def put_unit(self, unit: dict[str, Any], stated: Statement, session: Session) -> None:
         current = await self.units.find_one({"_id": unit["unit_id"]}, session=session)
-        if current and current["stated_at"] >= stated_at:
+        if current and _order(current) >= stated:
             return
-        doc = {**unit, "_id": unit["unit_id"], "stated_at": stated_at}
+        doc = {**unit, "_id": unit["unit_id"], "stated_at": stated[0], "stated": stated[1]}
         await self.units.replace_one({"_id": doc["_id"]}, doc, upsert=True, session=session)
 
     async def activity(self, activity_id: str, session: Session) -> Document | None:
@@ -51,16 +56,16 @@ class FactStore:
         unit_id: str,
         part: str,
         value: dict[str, Any],
-        stated_at: datetime,
+        stated: Statement,
         session: Session,
     ) -> bool:
         """Set ``part`` ("schedule" or "completion") unless a later statement is already kept."""
         current = await self.activity(activity_id, session)
-        if current and current.get(part) and current[part]["stated_at"] >= stated_at:
+        if current and current.get(part) and _order(current[part]) >= stated:
             return False
         await self.activities.update_one(
             {"_id": activity_id},
-            {"$set": {"unit_id": unit_id, part: {**value, "stated_at": stated_at}}},
+            {"$set": {"unit_id": unit_id, part: {**value, "stated_at": stated[0], "stated": stated[1]}}},
             upsert=True,
             session=session,
         )

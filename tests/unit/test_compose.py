@@ -1,0 +1,649 @@
+"""The deployment (deploy/docker-compose.yml and services/*/Dockerfile), checked without Docker.
+
+The compose file is interpolated with deploy/.env.example, as `docker compose` would do with
+the operators' .env, and validated against the Compose Specification's JSON schema, vendored
+as deploy/compose-spec.json. It is then checked against the code: the four services, their
+settings (shared/settings.py and services/<name>/settings.py), their ports and health
+endpoints, and the infrastructure they need. The Dockerfiles are parsed to check that each
+image holds only shared/ and its own service, so no service can import another's code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import shlex
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import jsonschema
+import pytest
+import yaml
+from pydantic_settings import BaseSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+COMPOSE_FILE = DEPLOY / "docker-compose.yml"
+ENV_EXAMPLE = DEPLOY / ".env.example"
+SCHEMA_FILE = DEPLOY / "compose-spec.json"
+
+APP_SERVICES = ("registry", "activities", "evidence", "supervision")
+# What each service's /health/ready checks (shared/service.py): broker and database, and the
+# object store for evidence. The service must not start before these are healthy.
+NEEDS = {
+    "registry": {"rabbitmq", "mongo"},
+    "activities": {"rabbitmq", "mongo"},
+    "evidence": {"rabbitmq", "mongo", "s3"},
+    "supervision": {"rabbitmq", "mongo"},
+}
+INFRA = ("rabbitmq", "mongo", "s3")
+# Where each server keeps its data: these must be named volumes.
+DATA_PATHS = {"rabbitmq": "/var/lib/rabbitmq", "mongo": "/data/db", "s3": "/data"}
+# What an image may contain besides its own services/<name>/.
+COMMON_SOURCES = {"pyproject.toml", "shared", "services/__init__.py"}
+SECRET_NAME = re.compile(r"PASSWORD|PASS$|SECRET|_KEY$")
+
+
+# ------------------------------------------------------------------ interpolation helper
+
+
+class InterpolationError(ValueError):
+    """What `docker compose` reports for a missing required variable or a bad template."""
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_OPERATORS = (":-", ":?", ":+", "-", "?", "+")
+
+
+def interpolate(text: str, env: Mapping[str, str]) -> str:
+    """Compose's variable interpolation: $$ (a literal $), $VAR, ${VAR}, ${VAR:-default},
+    ${VAR-default}, ${VAR:?error}, ${VAR?error}, ${VAR:+replacement}, ${VAR+replacement};
+    defaults and messages may themselves contain variables."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        if text[i] != "$":
+            out.append(text[i])
+            i += 1
+            continue
+        following = text[i + 1 : i + 2]
+        if following == "$":
+            out.append("$")
+            i += 2
+        elif following == "{":
+            end = _closing_brace(text, i + 2)
+            out.append(_substitute(text[i + 2 : end], env))
+            i = end + 1
+        elif match := _NAME.match(text, i + 1):
+            out.append(env.get(match.group(), ""))
+            i = match.end()
+        else:
+            raise InterpolationError(f"invalid template at {text[i:]!r}: use $$ for a literal $")
+    return "".join(out)
+
+
+def _closing_brace(text: str, start: int) -> int:
+    depth = 1
+    for j in range(start, len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return j
+    raise InterpolationError(f"unclosed ${{ in {text!r}")
+
+
+def _substitute(expression: str, env: Mapping[str, str]) -> str:
+    match = _NAME.match(expression)
+    if not match:
+        raise InterpolationError(f"invalid variable name in ${{{expression}}}")
+    name, rest = match.group(), expression[match.end() :]
+    value = env.get(name)
+    if not rest:
+        return value or ""
+    operator = next((op for op in _OPERATORS if rest.startswith(op)), None)
+    if operator is None:
+        raise InterpolationError(f"invalid operator in ${{{expression}}}")
+    argument = rest[len(operator) :]
+    # With ":", an empty value counts as unset.
+    usable = bool(value) if operator.startswith(":") else value is not None
+    match operator.lstrip(":"):
+        case "-":
+            return (value or "") if usable else interpolate(argument, env)
+        case "?":
+            if not usable:
+                raise InterpolationError(
+                    f"required variable {name} is missing a value: {interpolate(argument, env)}"
+                )
+            return value or ""
+        case _:  # "+"
+            return interpolate(argument, env) if usable else ""
+
+
+def interpolate_tree(node: Any, env: Mapping[str, str]) -> Any:
+    """Interpolate every string value of a loaded YAML document (keys are left alone)."""
+    if isinstance(node, dict):
+        return {key: interpolate_tree(value, env) for key, value in node.items()}
+    if isinstance(node, list):
+        return [interpolate_tree(item, env) for item in node]
+    if isinstance(node, str):
+        return interpolate(node, env)
+    return node
+
+
+def strings(node: Any) -> Iterator[str]:
+    """Every string value of a loaded YAML document: what compose interpolates."""
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from strings(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from strings(item)
+    elif isinstance(node, str):
+        yield node
+
+
+def referenced_variables(node: Any) -> set[str]:
+    """Every variable a compose document refers to, in any branch of any expression."""
+    names: set[str] = set()
+    for text in strings(node):
+        text = text.replace("$$", "")
+        names |= set(re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", text))
+    return names
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """A dotenv file as `docker compose` reads it: KEY=VALUE lines, # comments."""
+    env: dict[str, str] = {}
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").strip()
+        key, sep, value = line.partition("=")
+        assert sep and _NAME.fullmatch(key.strip()), f"{path.name}:{number}: not KEY=VALUE: {raw!r}"
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        else:
+            assert " #" not in value, f"{path.name}:{number}: quote a value that contains ' #'"
+        env[key.strip()] = value
+    return env
+
+
+@pytest.mark.parametrize(
+    ("template", "env", "expected"),
+    [
+        ("${A}", {"A": "1"}, "1"),
+        ("$A/x", {"A": "1"}, "1/x"),
+        ("${A}", {}, ""),
+        ("${A:-d}", {}, "d"),
+        ("${A:-d}", {"A": ""}, "d"),
+        ("${A-d}", {"A": ""}, ""),
+        ("${A-d}", {}, "d"),
+        ("${A:?need A}", {"A": "v"}, "v"),
+        ("${A?need A}", {"A": ""}, ""),
+        ("${A:+on}", {"A": "v"}, "on"),
+        ("${A:+on}", {"A": ""}, ""),
+        ("${A+on}", {"A": ""}, "on"),
+        ("x${A:-${B:-b}}y", {}, "xby"),
+        ("$$A and $${A}", {"A": "1"}, "$A and ${A}"),
+        ("a:${A}@h/?q=1&r=2", {"A": "p"}, "a:p@h/?q=1&r=2"),
+    ],
+)
+def test_interpolation_helper(template: str, env: dict[str, str], expected: str) -> None:
+    assert interpolate(template, env) == expected
+
+
+@pytest.mark.parametrize(
+    ("template", "env"),
+    [("${A:?need A}", {}), ("${A:?need A}", {"A": ""}), ("${A?need A}", {}), ("${A", {}), ("cost $5", {})],
+)
+def test_interpolation_helper_refuses(template: str, env: dict[str, str]) -> None:
+    with pytest.raises(InterpolationError):
+        interpolate(template, env)
+
+
+# ------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="module")
+def compose_text() -> str:
+    return COMPOSE_FILE.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def raw_compose(compose_text: str) -> dict[str, Any]:
+    document = yaml.safe_load(compose_text)
+    assert isinstance(document, dict)
+    return document
+
+
+@pytest.fixture(scope="module")
+def example_env() -> dict[str, str]:
+    return read_env_file(ENV_EXAMPLE)
+
+
+@pytest.fixture(scope="module")
+def compose(raw_compose: dict[str, Any], example_env: dict[str, str]) -> dict[str, Any]:
+    """The compose file as `docker compose` sees it with .env = .env.example."""
+    return interpolate_tree(raw_compose, example_env)
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+
+
+def environment(service: Mapping[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {str(key): "" if value is None else str(value) for key, value in env.items()}
+
+
+# ------------------------------------------------------------------ the schema and the file
+
+
+def schema_validator(schema: dict[str, Any]) -> type[jsonschema.protocols.Validator]:
+    # The spec writes "https://json-schema.org/draft-07/schema" (no "#"), which jsonschema's
+    # lookup by $schema does not recognise: pick the draft by name.
+    if "draft-07" in schema["$schema"]:
+        return jsonschema.Draft7Validator
+    if "2019-09" in schema["$schema"]:
+        return jsonschema.Draft201909Validator
+    raise AssertionError(f"unexpected $schema {schema['$schema']}")
+
+
+def test_vendored_schema_is_the_compose_specification(schema: dict[str, Any]) -> None:
+    assert schema["title"] == "Compose Specification"
+    schema_validator(schema).check_schema(schema)
+    assert {"service", "healthcheck", "config"} <= schema["definitions"].keys()
+
+
+def test_compose_file_is_valid_against_the_compose_specification(
+    compose: dict[str, Any], schema: dict[str, Any]
+) -> None:
+    validator = schema_validator(schema)(schema)
+    errors = sorted(validator.iter_errors(compose), key=lambda e: list(map(str, e.absolute_path)))
+    assert not errors, "\n".join(f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors)
+
+
+def test_every_variable_is_documented_in_env_example(
+    raw_compose: dict[str, Any], example_env: dict[str, str]
+) -> None:
+    referenced = referenced_variables(raw_compose)
+    assert referenced, "the compose file takes nothing from .env?"
+    assert not referenced - example_env.keys(), "missing from deploy/.env.example"
+    assert not example_env.keys() - referenced, "in deploy/.env.example but not used by the compose file"
+
+
+def test_secrets_come_only_from_env_and_are_required(
+    compose_text: str, raw_compose: dict[str, Any], example_env: dict[str, str]
+) -> None:
+    secrets = {name for name in referenced_variables(raw_compose) if SECRET_NAME.search(name)}
+    assert {"RABBITMQ_PASSWORD", "MONGO_ROOT_PASSWORD", "MONGO_APP_PASSWORD", "S3_SECRET_KEY"} <= secrets
+    for name in secrets:
+        # ${NAME:?message} everywhere: no default, so a forgotten secret stops `compose up`.
+        for suffix in re.findall(r"\$\{" + name + r"([^A-Za-z0-9_][^}]*)?\}", compose_text):
+            assert suffix.startswith(":?"), f"${{{name}{suffix}}}: a secret must be ${{{name}:?...}}"
+        with pytest.raises(InterpolationError, match=name):
+            interpolate_tree(raw_compose, {k: v for k, v in example_env.items() if k != name})
+        # The placeholder must not have been pasted into the file.
+        assert example_env[name] not in compose_text
+    interpolation = r"\$\{[A-Za-z_][A-Za-z0-9_]*:\?[^}]*\}"
+    for service_name, service in raw_compose["services"].items():
+        for key, value in environment(service).items():
+            if SECRET_NAME.search(key):
+                assert re.fullmatch(interpolation, value), f"{service_name}: {key} must come from .env"
+            if "://" in value and "@" in value:  # credentials inside a URL
+                userinfo = value.split("://", 1)[1].rpartition("@")[0]  # (urlsplit stops at "?")
+                assert re.fullmatch(f"{interpolation}:{interpolation}", userinfo), f"{service_name}: {key}"
+    for config in (raw_compose.get("configs") or {}).values():
+        for key, value in re.findall(r'"(accessKey|secretKey)":\s*"([^"]*)"', config.get("content", "")):
+            assert re.fullmatch(interpolation, value), f"{key} in a config must come from .env"
+
+
+def test_env_example_placeholders_are_usable(example_env: dict[str, str]) -> None:
+    # mongod accepts a keyFile of 6 to 1024 base64 characters only.
+    assert re.fullmatch(r"[A-Za-z0-9+/=]{6,1024}", example_env["MONGO_REPLICA_SET_KEY"])
+    for name, value in example_env.items():
+        if SECRET_NAME.search(name) or name.endswith("_USER"):
+            # They go into URLs and a JSON file unescaped.
+            assert re.fullmatch(r"[A-Za-z0-9._~+=-]+", value), f"{name}: use URL-safe characters"
+
+
+# ------------------------------------------------------------------ the four services
+
+
+def test_all_services_and_servers_are_defined(compose: dict[str, Any]) -> None:
+    assert set(APP_SERVICES) | set(INFRA) <= compose["services"].keys()
+    for name, service in compose["services"].items():
+        assert service.get("restart") == "unless-stopped", name
+        assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_service_builds_from_its_own_dockerfile(compose: dict[str, Any], name: str) -> None:
+    build = compose["services"][name]["build"]
+    assert (COMPOSE_FILE.parent / build["context"]).resolve() == ROOT
+    assert build["dockerfile"] == f"services/{name}/Dockerfile"
+    assert (ROOT / build["dockerfile"]).is_file()
+
+
+def _settings_classes(service: str) -> list[type[BaseSettings]]:
+    """The settings classes of shared/settings.py and of services/<service>/settings.py."""
+    modules = [importlib.import_module("shared.settings")]
+    try:
+        modules.append(importlib.import_module(f"services.{service}.settings"))
+    except ModuleNotFoundError as error:
+        if error.name != f"services.{service}.settings":
+            raise
+    classes: list[type[BaseSettings]] = []
+    for module in modules:
+        for obj in vars(module).values():
+            if (
+                isinstance(obj, type)
+                and issubclass(obj, BaseSettings)
+                and obj is not BaseSettings
+                and obj not in classes
+            ):
+                classes.append(obj)
+    return classes
+
+
+def _env_names(cls: type[BaseSettings]) -> set[str]:
+    prefix = cls.model_config.get("env_prefix") or ""
+    names: set[str] = set()
+    for field_name, field in cls.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseSettings):
+            names |= _env_names(field.annotation)  # a nested settings object reads its own prefix
+            continue
+        alias = field.validation_alias or field.alias
+        names.add((alias if isinstance(alias, str) else f"{prefix}{field_name}").upper())
+    return names
+
+
+@pytest.fixture
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for key in list(os.environ):
+        if key.upper().startswith("WMSJ_"):
+            monkeypatch.delenv(key)
+    return monkeypatch
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_service_environment_is_read_by_its_settings(
+    compose: dict[str, Any], name: str, clean_environ: pytest.MonkeyPatch
+) -> None:
+    env = environment(compose["services"][name])
+    classes = _settings_classes(name)
+    known = set().union(*(_env_names(cls) for cls in classes))
+    wmsj = {key for key in env if key.upper().startswith("WMSJ_")}
+    assert {"WMSJ_AMQP_URL", "WMSJ_MONGO_URL", "WMSJ_HTTP_HOST", "WMSJ_HTTP_PORT"} <= wmsj
+    assert not wmsj - known, f"{name}: not a settings field (shared/settings.py, services/{name}/settings.py)"
+    # And the values are what the settings accept (ints, booleans, ...).
+    for key, value in env.items():
+        clean_environ.setenv(key, value)
+    loaded = {cls: cls() for cls in classes}
+    service_classes = [cls for cls in classes if cls.__module__ == f"services.{name}.settings"]
+    for cls in service_classes or [c for c in classes if "http_port" in c.model_fields]:
+        settings: Any = loaded[cls]
+        assert settings.http_host == "0.0.0.0"
+        assert settings.http_port == int(env["WMSJ_HTTP_PORT"])
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_health_and_ports_agree(compose: dict[str, Any], name: str) -> None:
+    service = compose["services"][name]
+    port = int(environment(service)["WMSJ_HTTP_PORT"])
+    test = service["healthcheck"]["test"]
+    assert test[0] in ("CMD", "CMD-SHELL")
+    found = re.findall(r"https?://(?:127\.0\.0\.1|localhost):(\d+)/health/ready\b", " ".join(test))
+    assert found and {int(p) for p in found} == {port}, (
+        f"{name}: healthcheck must GET /health/ready on {port}"
+    )
+    published = [str(p).rsplit(":", 1) for p in service.get("ports", [])]
+    assert all(len(str(p).split(":")) == 3 for p in service.get("ports", [])), "publish with a host address"
+    assert any(int(target) == port for _, target in published), f"{name}: port {port} not published"
+    # The image says the same: ENV, EXPOSE and HEALTHCHECK.
+    dockerfile = Dockerfile(ROOT / "services" / name / "Dockerfile")
+    assert dockerfile.env["WMSJ_HTTP_PORT"] == str(port)
+    assert dockerfile.single("EXPOSE") == str(port)
+    # And the code's own default, where the service declares one.
+    for cls in _settings_classes(name):
+        if cls.__module__ == f"services.{name}.settings" and "http_port" in cls.model_fields:
+            assert cls.model_fields["http_port"].default == port
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_service_starts_after_healthy_servers(compose: dict[str, Any], name: str) -> None:
+    depends_on = compose["services"][name].get("depends_on")
+    assert isinstance(depends_on, dict), "depends_on needs conditions"
+    for server in NEEDS[name]:
+        assert depends_on.get(server, {}).get("condition") == "service_healthy", f"{name} → {server}"
+
+
+def test_supervision_is_published_for_the_office(compose: dict[str, Any]) -> None:
+    assert "127.0.0.1:8004:8004" in compose["services"]["supervision"]["ports"]
+
+
+# ------------------------------------------------------------------ the servers
+
+
+def _conftest_image(repository: str) -> str | None:
+    """The tag the test suite runs (tests/conftest.py), when it names one."""
+    conftest = ROOT / "tests" / "conftest.py"
+    if not conftest.is_file():
+        return None
+    match = re.search(r'"(' + re.escape(repository) + r':[^"]+)"', conftest.read_text(encoding="utf-8"))
+    return match.group(1) if match else None
+
+
+@pytest.mark.parametrize(
+    ("name", "image"),
+    [
+        ("rabbitmq", r"rabbitmq:4\.\d+(\.\d+)*-management(-alpine)?"),
+        ("mongo", r"mongo:8\.\d+(\.\d+)*"),
+        ("s3", r"chrislusf/seaweedfs:4\.\d+(\.\d+)*"),
+    ],
+)
+def test_server_images(compose: dict[str, Any], name: str, image: str) -> None:
+    actual = compose["services"][name]["image"]
+    assert re.fullmatch(image, actual), actual
+    tested = _conftest_image(actual.rpartition(":")[0])
+    if tested is not None:
+        assert actual == tested, "deploy what the tests run (tests/conftest.py)"
+
+
+@pytest.mark.parametrize(("name", "path"), DATA_PATHS.items())
+def test_server_data_is_on_named_volumes(compose: dict[str, Any], name: str, path: str) -> None:
+    mounts = [str(v).split(":") for v in compose["services"][name].get("volumes", [])]
+    sources = [m[0] for m in mounts if len(m) >= 2 and m[1] == path]
+    assert sources and sources[0] in (compose.get("volumes") or {}), f"{name}: {path} on a named volume"
+
+
+def test_rabbitmq(compose: dict[str, Any]) -> None:
+    rabbitmq = compose["services"]["rabbitmq"]
+    assert " ".join(rabbitmq["healthcheck"]["test"]).startswith("CMD rabbitmq-diagnostics")
+    assert re.search(
+        r"\b(ping|check_port_connectivity|check_running)\b", " ".join(rabbitmq["healthcheck"]["test"])
+    )
+    assert rabbitmq.get("hostname"), "a fixed hostname keeps RabbitMQ's data across re-creation"
+    env = environment(rabbitmq)
+    for name in APP_SERVICES:
+        url = urlsplit(environment(compose["services"][name])["WMSJ_AMQP_URL"])
+        assert (url.scheme, url.hostname, url.port) == ("amqp", "rabbitmq", 5672)
+        assert (unquote(url.username or ""), unquote(url.password or "")) == (
+            env["RABBITMQ_DEFAULT_USER"],
+            env["RABBITMQ_DEFAULT_PASS"],
+        )
+
+
+def _command(service: Mapping[str, Any]) -> list[str]:
+    command = service.get("command") or []
+    return shlex.split(command) if isinstance(command, str) else list(command)
+
+
+def _flag(args: list[str], flag: str) -> str | None:
+    for i, arg in enumerate(args):
+        if arg == flag and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def test_mongo_is_an_authenticated_single_node_replica_set(compose: dict[str, Any]) -> None:
+    mongo = compose["services"]["mongo"]
+    command = _command(mongo)
+    replica_set = _flag(command, "--replSet")
+    assert replica_set, "transactions need a replica set: mongod --replSet"
+    env = environment(mongo)
+    assert env.get("MONGO_INITDB_ROOT_USERNAME") and env.get("MONGO_INITDB_ROOT_PASSWORD")
+    keyfile = _flag(command, "--keyFile")
+    assert keyfile, "a replica set with authentication needs --keyFile"
+    entrypoint = " ".join(mongo.get("entrypoint") or [])
+    assert keyfile in entrypoint and "chmod 400" in entrypoint and "docker-entrypoint.sh" in entrypoint
+    health = " ".join(mongo["healthcheck"]["test"])
+    assert re.search(r"rs\.initiate\(\{\s*_id:\s*'" + replica_set + r"'.*host:\s*'mongo:27017'", health)
+    assert "isWritablePrimary" in health, "healthy only when PRIMARY"
+    assert "MONGO_INITDB_ROOT_PASSWORD" in health, "the check must authenticate"
+    for name in APP_SERVICES:
+        url = urlsplit(environment(compose["services"][name])["WMSJ_MONGO_URL"])
+        query = parse_qs(url.query)
+        assert (url.scheme, url.hostname, url.port) == ("mongodb", "mongo", 27017)
+        assert query.get("replicaSet") == [replica_set], f"{name}: WMSJ_MONGO_URL needs replicaSet="
+        assert query.get("authSource") == ["admin"]
+        assert (unquote(url.username or ""), unquote(url.password or "")) == (
+            env["MONGO_INITDB_APP_USERNAME"],
+            env["MONGO_INITDB_APP_PASSWORD"],
+        ), f"{name}: the services use the application user, not root"
+
+
+def test_s3_gateway_and_its_credentials(compose: dict[str, Any]) -> None:
+    s3 = compose["services"]["s3"]
+    command = _command(s3)
+    assert "mini" in command or "server" in command
+    port = _flag(command, "-s3.port")
+    config_path = _flag(command, "-s3.config")
+    assert port and config_path
+    assert _flag(command, "-s3.autoCreateBucket") == "false", (
+        "the evidence bucket must be made with object lock"
+    )
+    assert re.search(rf"127\.0\.0\.1:{port}/(healthz|status)\b", " ".join(s3["healthcheck"]["test"]))
+    mounted = {c["target"]: c["source"] for c in s3.get("configs", [])}
+    assert config_path in mounted
+    identities = json.loads(compose["configs"][mounted[config_path]]["content"])
+    credentials = {
+        (c["accessKey"], c["secretKey"])
+        for identity in identities["identities"]
+        for c in identity["credentials"]
+    }
+    evidence = environment(compose["services"]["evidence"])
+    assert evidence["WMSJ_S3_ENDPOINT"] == f"s3:{port}"
+    assert (evidence["WMSJ_S3_ACCESS_KEY"], evidence["WMSJ_S3_SECRET_KEY"]) in credentials
+
+
+# ------------------------------------------------------------------ the Dockerfiles
+
+
+class Dockerfile:
+    """Just enough of a Dockerfile parser: instructions with continuation lines joined."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.instructions: list[tuple[str, str]] = []
+        current = ""
+        for raw in path.read_text(encoding="utf-8").splitlines():
+            line = raw.strip()
+            if line.startswith("#") or (not line and not current):
+                continue
+            if line.endswith("\\"):
+                current += line[:-1] + " "
+                continue
+            current += line
+            if current.strip():
+                keyword, _, arguments = current.strip().partition(" ")
+                self.instructions.append((keyword.upper(), arguments.strip()))
+            current = ""
+        assert not current, f"{path}: ends with a continuation line"
+
+    def all(self, keyword: str) -> list[str]:
+        return [arguments for kw, arguments in self.instructions if kw == keyword]
+
+    def single(self, keyword: str) -> str:
+        found = self.all(keyword)
+        assert len(found) == 1, f"{self.path}: expected one {keyword}, found {found}"
+        return found[0]
+
+    @property
+    def env(self) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for arguments in self.all("ENV"):
+            for pair in shlex.split(arguments):
+                key, _, value = pair.partition("=")
+                env[key] = value
+        return env
+
+    def copy_sources(self) -> Iterator[tuple[list[str], str]]:
+        """(flags, source) for every source of every COPY."""
+        for arguments in self.all("COPY"):
+            flags: list[str] = []
+            rest = arguments
+            while rest.startswith("--"):
+                flag, _, rest = rest.partition(" ")
+                flags.append(flag)
+                rest = rest.lstrip()
+            paths = json.loads(rest) if rest.startswith("[") else shlex.split(rest)
+            assert len(paths) >= 2, f"{self.path}: COPY {arguments}"
+            for source in paths[:-1]:
+                yield flags, source
+
+
+def _exec_form(arguments: str) -> list[str]:
+    value = json.loads(arguments)
+    assert isinstance(value, list)
+    return value
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_dockerfile_copies_only_shared_and_its_own_service(name: str) -> None:
+    dockerfile = Dockerfile(ROOT / "services" / name / "Dockerfile")
+    assert not dockerfile.all("ADD"), "use COPY"
+    allowed = COMMON_SOURCES | {f"services/{name}"}
+    copied: set[str] = set()
+    for flags, source in dockerfile.copy_sources():
+        assert not any(flag.startswith("--from") for flag in flags), "no multi-stage copies from elsewhere"
+        assert not re.search(r"[*?\[]", source), f"{source}: no wildcards"
+        normalized = os.path.normpath(source)
+        assert normalized in allowed, f"services/{name}/Dockerfile copies {source}: only {sorted(allowed)}"
+        copied.add(normalized)
+    assert copied == allowed, f"missing from the image: {sorted(allowed - copied)}"
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_dockerfile_runs_the_service_as_a_non_root_user(name: str) -> None:
+    dockerfile = Dockerfile(ROOT / "services" / name / "Dockerfile")
+    assert dockerfile.all("FROM") == ["python:3.11-slim"]
+    assert any("pip install --no-cache-dir ." in run for run in dockerfile.all("RUN"))
+    user = dockerfile.all("USER")
+    assert user and user[-1].split(":")[0] not in ("root", "0")
+    assert _exec_form(dockerfile.single("CMD")) == ["python", "-m", f"services.{name}"]
+    assert dockerfile.env["WMSJ_HTTP_HOST"] == "0.0.0.0"
+    health = dockerfile.single("HEALTHCHECK")
+    assert "/health/ready" in health and "urllib" in health and "curl" not in health
+
+
+def test_dockerignore_keeps_the_rest_out_of_the_build_context() -> None:
+    patterns = {
+        line.strip().rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {".venv", ".git", "tests", "bench", "docs", "var", "deploy", "**/.env"} <= patterns
