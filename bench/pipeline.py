@@ -98,7 +98,8 @@ async def wait_all(received: dict[str, float], n: int, timeout: float) -> None:
 
 
 async def bench_pipeline(events: list[ActivityCompletedEvent], amqp_url: str) -> dict[str, float]:
-    sent, received = {}, {}
+    sent: dict[str, float] = {}
+    received: dict[str, float] = {}
     connection = await aio_pika.connect_robust(amqp_url)
     channel = await connection.channel()
     queue = await channel.declare_queue(exclusive=True)
@@ -120,7 +121,8 @@ async def bench_pipeline(events: list[ActivityCompletedEvent], amqp_url: str) ->
 
 
 async def bench_raw(events: list[ActivityCompletedEvent], amqp_url: str) -> dict[str, float]:
-    sent, received = {}, {}
+    sent: dict[str, float] = {}
+    received: dict[str, float] = {}
     connection = await aio_pika.connect_robust(amqp_url)
     consume_channel = await connection.channel()
     await consume_channel.set_qos(prefetch_count=32)

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from faststream.rabbit.message import RabbitMessage
 
 log = logging.getLogger("wmsj.messaging")
+_sleep = asyncio.sleep  # the back-off's clock; unit tests replace it
 T = TypeVar("T")
 
 
@@ -239,6 +240,6 @@ async def retry_transient(
             if not is_transient(error):
                 raise
             log.warning("%s failed (attempt %d, retrying in %.1fs): %s", what, attempt, delay, error)
-            await asyncio.sleep(delay)
+            await _sleep(delay)
             delay = min(delay * 2, max_delay)
             attempt += 1

@@ -103,10 +103,9 @@ class Service:
             "handled" if handled else "duplicate ignored",
             extra={"event_id": event.id, "event_source": event.source, "event_type": event.type},
         )
-        # Failing to relay is not failing to handle: the effects are stored, and the
-        # background relay publishes the entries once the broker takes them again.
-        with contextlib.suppress(Exception):
-            await self.outbox.relay()
+        # The outgoing events are stored with the effects; the relay publishes them (in a
+        # batch with other handlers' events) and retries while the broker refuses them.
+        self.outbox.wake()
         return handled
 
     def accepted(self, submission: CloudEvent[Any], subject: str) -> CloudEvent[Any]:

@@ -15,7 +15,7 @@ from minio import Minio
 
 from shared.events import ScoreUpdatedEvent, UnitKind, UnitRegistered, UnitRegisteredEvent, new_event
 from tests.conftest import Infra, docker_available
-from tests.support import PrivateMongo, Tap
+from tests.support import PrivateMongo, Tap, free_port
 from wmsj import processes
 from wmsj.client import TownshipClient, upload
 from wmsj.demo import demo_month
@@ -64,14 +64,15 @@ class Pipeline:
         )
 
 
-def layout_for(tmp: Path, base_port: int, names: list[str]) -> processes.Layout:
-    return processes.Layout(tmp, {name: base_port + i for i, name in enumerate(names)})
+def layout_for(tmp: Path, names: list[str]) -> processes.Layout:
+    """Ports of their own, so the suite runs beside ``wmsj up`` (or another test run)."""
+    return processes.Layout(tmp, {name: free_port() for name in names})
 
 
 @pytest.fixture
 def pipeline(infra: Infra, tmp_path: Path) -> Iterator[Pipeline]:
     names = list(processes.SERVICES)
-    with Pipeline(infra.env("e2e"), layout_for(tmp_path, 18001, names), names) as running:
+    with Pipeline(infra.env("e2e"), layout_for(tmp_path, names), names) as running:
         yield running
 
 
@@ -123,7 +124,7 @@ async def test_an_event_handled_while_the_database_is_down_takes_effect_when_it_
     infra: Infra, tmp_path: Path, mongo: PrivateMongo
 ) -> None:
     env = {**infra.env("dbdown"), "WMSJ_MONGO_URL": mongo.url}
-    with Pipeline(env, layout_for(tmp_path / "svc", 18101, ["registry"]), ["registry"]) as registry:
+    with Pipeline(env, layout_for(tmp_path / "svc", ["registry"]), ["registry"]) as registry:
         unit = UnitRegistered(unit_id="431381199", name="锡矿山街道", kind=UnitKind.STREET)
         event = new_event(UnitRegisteredEvent, unit, source="/townships/431381199", time=time_now())
 

@@ -55,7 +55,7 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     async def no_sleep(delay: float) -> None:
         slept.append(delay)
 
-    monkeypatch.setattr(messaging.asyncio, "sleep", no_sleep)
+    monkeypatch.setattr(messaging, "_sleep", no_sleep)
     return slept
 
 
