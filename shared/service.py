@@ -70,6 +70,7 @@ class Service:
     db: AsyncDatabase[Document] = field(init=False)
     outbox: Outbox = field(init=False)
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    publishes: list[type[CloudEvent[Any]]] = field(default_factory=list)
     readiness: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -120,7 +121,9 @@ class Service:
         )
 
     def documents_publishing(self, *events: type[CloudEvent[Any]]) -> None:
-        """Register what this service publishes, so its AsyncAPI document shows it."""
+        """Register what this service publishes on wmsj.events, so its AsyncAPI document
+        shows it (and a test checks that a queue is bound to each)."""
+        self.publishes += events
         for event in events:
             self.broker.publisher(
                 exchange=EVENTS,

@@ -49,6 +49,7 @@ REGISTRY_INGRESS = _service_queue("registry.ingress")
 REGISTRY_UNROUTED = _service_queue("registry.unrouted")
 ACTIVITIES_INGRESS = _service_queue("activities.ingress")
 EVIDENCE_INGRESS = _service_queue("evidence.ingress")
+REGISTRY_EVENTS = _service_queue("registry.events")
 SUPERVISION_EVENTS = _service_queue("supervision.events")
 DEAD_LETTERS = RabbitQueue("wmsj.dead-letters", durable=True, queue_type=QueueType.QUORUM)
 
@@ -65,7 +66,12 @@ OFFICE_REJECTIONS = _office_buffer("office.rejections")
 BINDINGS: list[tuple[RabbitQueue, RabbitExchange, tuple[str, ...]]] = [
     (REGISTRY_INGRESS, INGRESS, ("wmsj.unit.registered.*",)),
     (REGISTRY_UNROUTED, UNROUTED, ("",)),
-    (ACTIVITIES_INGRESS, INGRESS, ("wmsj.activity.scheduled.*", "wmsj.activity.completed.*")),
+    (REGISTRY_EVENTS, EVENTS, ("wmsj.volunteer.hours-credited.*",)),
+    (
+        ACTIVITIES_INGRESS,
+        INGRESS,
+        ("wmsj.activity.scheduled.*", "wmsj.activity.completed.*", "wmsj.projects.published.*"),
+    ),
     (EVIDENCE_INGRESS, INGRESS, ("wmsj.evidence.submitted.*",)),
     (
         SUPERVISION_EVENTS,

@@ -24,11 +24,17 @@ from shared.events import (
     CloudEvent,
     EventRejected,
     EventRejectedEvent,
+    EvidenceRequirement,
     EvidenceStored,
     EvidenceStoredEvent,
     EvidenceSubmitted,
     EvidenceSubmittedEvent,
     FieldError,
+    HoursCredited,
+    HoursCreditedEvent,
+    KeyProject,
+    ProjectListPublished,
+    ProjectListPublishedEvent,
     ScoreItem,
     ScoreUpdated,
     ScoreUpdatedEvent,
@@ -55,6 +61,34 @@ def _envelope(model: type[CloudEvent[Any]], data: Any, **extra: Any) -> CloudEve
 EXAMPLES: dict[str, CloudEvent[Any]] = {
     e.TYPE: e
     for e in (
+        _envelope(
+            ProjectListPublishedEvent,
+            ProjectListPublished(
+                year=2020,
+                version=1,
+                projects=[
+                    KeyProject(
+                        project_id="2020-P03",
+                        theme="理论宣讲",
+                        months=[6, 7],
+                        participant_kinds=[UnitKind.PRACTICE_STATION],
+                        evidence=EvidenceRequirement(min_photos=3, text_report=True, report_within_days=5),
+                        points=5,
+                    )
+                ],
+            ),
+        ),
+        _envelope(
+            HoursCreditedEvent,
+            HoursCredited(
+                volunteer_id="v1",
+                activity_id="a1",
+                unit_id="431381101",
+                hours=2.5,
+                credited_at=AT,
+                basis="attendance",
+            ),
+        ),
         _envelope(
             UnitRegisteredEvent,
             UnitRegistered(
@@ -194,7 +228,7 @@ def test_the_routing_key_is_the_type_literal(model: type[CloudEvent[Any]]):
     assert model.model_fields["type"].default == model.TYPE
     assert EXAMPLES[model.TYPE].type == model.TYPE
     # describe_errors strips tags of this shape from error locations.
-    assert re.fullmatch(r"wmsj\.[a-z_.]+\.v\d+", model.TYPE)
+    assert re.fullmatch(r"wmsj\.[a-z_.-]+\.v\d+", model.TYPE)
 
 
 def test_event_types_are_unique_across_models():
