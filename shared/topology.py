@@ -50,6 +50,7 @@ REGISTRY_UNROUTED = _service_queue("registry.unrouted")
 ACTIVITIES_INGRESS = _service_queue("activities.ingress")
 EVIDENCE_INGRESS = _service_queue("evidence.ingress")
 REGISTRY_EVENTS = _service_queue("registry.events")
+EVIDENCE_EVENTS = _service_queue("evidence.events")
 SUPERVISION_EVENTS = _service_queue("supervision.events")
 DEAD_LETTERS = RabbitQueue("wmsj.dead-letters", durable=True, queue_type=QueueType.QUORUM)
 
@@ -76,8 +77,15 @@ BINDINGS: list[tuple[RabbitQueue, RabbitExchange, tuple[str, ...]]] = [
     (
         SUPERVISION_EVENTS,
         EVENTS,
-        ("wmsj.unit.registered.*", "wmsj.activity.*.*", "wmsj.evidence.stored.*"),
+        (
+            "wmsj.unit.registered.*",
+            "wmsj.activity.*.*",
+            "wmsj.evidence.stored.*",
+            "wmsj.projects.published.*",
+        ),
     ),
+    # Evidence checks a submission against its activity and the activity's project.
+    (EVIDENCE_EVENTS, EVENTS, ("wmsj.activity.scheduled.*", "wmsj.projects.published.*")),
     (OFFICE_SCORES, EVENTS, ("wmsj.score.updated.*",)),
     (OFFICE_REJECTIONS, EVENTS, ("wmsj.event.rejected.*",)),
     (DEAD_LETTERS, DEAD_LETTER, ("",)),
