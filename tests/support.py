@@ -8,6 +8,8 @@ import os
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -183,3 +185,84 @@ class PrivateMongo:
             self.stop()
         if self._container is not None:
             self._container.remove(force=True)
+
+
+class PrivateS3:
+    """An S3 server of the test's own (SeaweedFS ``weed mini`` on ports of its own), which it
+    may stop (by its PID) and start again on the same data. It runs the binary that
+    ``scripts/services.sh`` installs, with or without a Docker engine."""
+
+    BIN = Path(os.environ.get("SVC_HOME", "/var/tmp/project-services")) / "venv-s3" / "bin" / "weed"
+
+    def __init__(self, folder: Path, access_key: str, secret_key: str) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self._ports = {name: free_port() for name in ("master", "volume", "filer", "admin")}
+        self.access_key, self.secret_key = access_key, secret_key
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        (self.folder / "data").mkdir(parents=True, exist_ok=True)
+        identities = self.folder / "identities.json"
+        identities.write_text(
+            json.dumps(
+                {
+                    "identities": [
+                        {
+                            "name": "admin",
+                            "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+                            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                        }
+                    ]
+                }
+            )
+        )
+        log = (self.folder / "s3.log").open("ab")
+        self._process = subprocess.Popen(
+            [
+                str(self.BIN),
+                "mini",
+                f"-dir={self.folder / 'data'}",
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                f"-s3.port={self.port}",
+                f"-s3.config={identities}",
+                *(f"-{name}.port={port}" for name, port in self._ports.items()),
+                "-s3.port.iceberg=0",
+                "-s3.port.lance=0",
+                "-webdav=false",
+                "-admin.ui=false",
+                "-master.telemetry=false",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://{self.endpoint}/", timeout=2):
+                    return
+            except urllib.error.HTTPError:
+                return  # 403 without a signature: the server is answering
+            except OSError:
+                time.sleep(0.25)
+        raise AssertionError("the private S3 server did not start")
+
+    def stop(self) -> None:
+        assert self._process is not None
+        self._process.terminate()  # this process only: the one this test started
+        try:
+            self._process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
+
+    def close(self) -> None:
+        if self._process is not None:
+            self.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -13,12 +14,20 @@ from typing import Any
 import pytest
 from minio import Minio
 
-from shared.events import ScoreUpdatedEvent, UnitKind, UnitRegistered, UnitRegisteredEvent, new_event
+from shared.events import (
+    EvidenceSubmitted,
+    EvidenceSubmittedEvent,
+    ScoreUpdatedEvent,
+    UnitKind,
+    UnitRegistered,
+    UnitRegisteredEvent,
+    new_event,
+)
 from tests.conftest import Infra, docker_available
-from tests.support import PrivateMongo, Tap, free_port
+from tests.support import PrivateMongo, PrivateS3, Tap, free_port
 from wmsj import processes
 from wmsj.client import TownshipClient, upload
-from wmsj.demo import demo_month
+from wmsj.demo import demo_month, png
 
 pytestmark = pytest.mark.e2e
 
@@ -158,3 +167,50 @@ async def _sleep(seconds: float) -> None:
     import asyncio
 
     await asyncio.sleep(seconds)
+
+
+@pytest.fixture
+def s3_server(infra: Infra, tmp_path: Path) -> Iterator[PrivateS3]:
+    server = PrivateS3(tmp_path / "s3", infra.s3_access_key, infra.s3_secret_key)
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.mark.skipif(
+    not PrivateS3.BIN.exists(), reason="needs the local SeaweedFS binary (scripts/services.sh)"
+)
+async def test_evidence_handled_while_the_object_store_is_down_is_kept_when_it_returns(
+    infra: Infra, tmp_path: Path, s3_server: PrivateS3
+) -> None:
+    env = {**infra.env("s3down"), "WMSJ_S3_ENDPOINT": s3_server.endpoint}
+    with Pipeline(env, layout_for(tmp_path / "svc", ["evidence"]), ["evidence"]) as evidence:
+        photo = png(20200612)
+        s3 = Minio(s3_server.endpoint, infra.s3_access_key, infra.s3_secret_key, secure=False)
+        upload(s3, env["WMSJ_S3_UPLOAD_BUCKET"], "431381101/a-1/p.png", photo, "image/png")
+        claim = EvidenceSubmitted(
+            evidence_id="e-s3down",
+            activity_id="a-1",
+            unit_id="431381101",
+            object_key="431381101/a-1/p.png",
+            sha256=hashlib.sha256(photo).hexdigest(),
+            size=len(photo),
+            content_type="image/png",
+        )
+        event = new_event(EvidenceSubmittedEvent, claim, source="/townships/431381101", time=time_now())
+
+        async with Tap(env["WMSJ_AMQP_URL"]) as tap, TownshipClient(env["WMSJ_AMQP_URL"]) as township:
+            s3_server.stop()
+            try:
+                await township.publish(event)
+                await _sleep(4)
+                assert status_of(evidence.url("evidence", "/health/ready")) == 503
+                assert tap.matching(lambda e: e.subject == "e-s3down") == []
+            finally:
+                s3_server.start()  # the test leaves the server it stopped running again
+
+            [stored] = await tap.wait_for(lambda e: e.subject == "e-s3down", timeout=90)
+            assert stored.type == "wmsj.evidence.stored.v1"
+            assert township.rejections == []
+        kept = s3.stat_object(env["WMSJ_S3_EVIDENCE_BUCKET"], stored.data.object_key)
+        assert kept.size == len(photo)
