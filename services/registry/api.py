@@ -26,7 +26,8 @@ from shared.identity import IdentitySettings, Publisher, township_user
 from shared.pii import vault
 
 Importer = Callable[[list[Any], Publisher, list[Any]], Awaitable[Any]]
-Who = Annotated[Caller, current_caller()]
+CALLER: Any = current_caller()  # keys from WMSJ_API_KEYS; tests override ``CALLER.dependency``
+Who = Annotated[Caller, CALLER]
 _MIME = {
     "csv": "text/csv; charset=utf-8",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
