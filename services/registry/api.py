@@ -132,7 +132,7 @@ def router(units: UnitStore, import_units: Importer, import_volunteers: Importer
                 return []
             township_id = caller.township_id
         found = await units.list_volunteers(township_id=township_id, unit_id=unit_id)
-        hours = await units.total_hours([v.volunteer_id for v in found])
+        hours = await units.total_hours()
         pii = vault()
         return [v.masked(pii, hours.get(v.volunteer_id, 0.0)) for v in found]
 

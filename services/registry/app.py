@@ -357,8 +357,8 @@ async def import_volunteers(
     pii = vault()
     now = datetime.now(UTC)
     known = {u.unit_id: u for u in await units.search()}
-    current = await units.volunteers_by_id([d.volunteer_id for _, d in rows])
-    holders = await units.card_holders([pii.fingerprint(d.id_card) for _, d in rows])
+    current = await units.all_volunteers()
+    holders = {v.id_card_fingerprint: v.volunteer_id for v in current.values()}
     seen_ids: set[str] = set()
     changed = []
     for number, data in rows:

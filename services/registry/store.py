@@ -117,20 +117,16 @@ class UnitStore:
         doc = await self.volunteers.find_one({"_id": volunteer_id}, session=session)
         return _to_volunteer(doc) if doc else None
 
-    async def volunteers_by_id(self, ids: list[str]) -> dict[str, Volunteer]:
-        return {d["_id"]: _to_volunteer(d) async for d in self.volunteers.find({"_id": {"$in": ids}})}
+    async def all_volunteers(self) -> dict[str, Volunteer]:
+        """Every volunteer, in one scan: a spreadsheet import checks thousands of rows against
+        them (one scan is far cheaper than thousands of look-ups, or one huge ``$in``)."""
+        return {d["_id"]: _to_volunteer(d) async for d in self.volunteers.find({})}
 
     async def card_holder(self, fingerprint: str, session: AsyncClientSession | None = None) -> str | None:
         doc = await self.volunteers.find_one(
             {"id_card_fingerprint": fingerprint}, {"_id": 1}, session=session
         )
         return doc["_id"] if doc else None
-
-    async def card_holders(self, fingerprints: list[str]) -> dict[str, str]:
-        cursor = self.volunteers.find(
-            {"id_card_fingerprint": {"$in": fingerprints}}, {"id_card_fingerprint": 1}
-        )
-        return {d["id_card_fingerprint"]: d["_id"] async for d in cursor}
 
     async def put_volunteer(self, volunteer: Volunteer, session: AsyncClientSession | None = None) -> None:
         doc = asdict(volunteer)
@@ -166,11 +162,9 @@ class UnitStore:
         cursor = self.hours.find({"volunteer_id": volunteer_id}, {"_id": 0}).sort("credited_at", 1)
         return [d async for d in cursor]
 
-    async def total_hours(self, volunteer_ids: list[str]) -> dict[str, float]:
-        pipeline: list[Document] = [
-            {"$match": {"volunteer_id": {"$in": volunteer_ids}}},
-            {"$group": {"_id": "$volunteer_id", "hours": {"$sum": "$hours"}}},
-        ]
+    async def total_hours(self) -> dict[str, float]:
+        """Every volunteer's service hours, from the ledger."""
+        pipeline: list[Document] = [{"$group": {"_id": "$volunteer_id", "hours": {"$sum": "$hours"}}}]
         cursor = await self.hours.aggregate(pipeline)
         return {d["_id"]: float(d["hours"]) async for d in cursor}
 
