@@ -51,7 +51,13 @@ from shared.topology import REGISTRY_EVENTS, REGISTRY_INGRESS, REGISTRY_UNROUTED
 
 service = Service("registry", RegistrySettings())
 units = UnitStore(service.db)
-service.on_start.append(units.ensure_indexes)
+
+
+async def _check_pii_key() -> None:
+    vault()  # a malformed WMSJ_PII_KEY stops the start, not the first volunteer
+
+
+service.on_start += [_check_pii_key, units.ensure_indexes]
 service.documents_publishing(UnitRegisteredEvent, EventRejectedEvent)
 
 IngressEvent = UnitRegisteredEvent | UnitRegisteredV2Event | VolunteerRegisteredEvent
