@@ -238,3 +238,61 @@ async def test_a_move_takes_the_subtree_along_and_tells_the_bus(
     assert (squad.township_id, squad.ancestors) == (two, (two, f"{two}-S", f"{one}-DD"))
     history = await registry.unit_history(f"{one}-FD")
     assert [h["change"] for h in history] == ["registered", f"moved with {one}-DD"]
+
+
+async def test_a_township_cannot_register_a_volunteer_with_another_townships_unit(
+    apps: dict[str, ModuleType], townships: Callable[[str], Any], township: TownshipClient, tap: Tap
+) -> None:
+    from shared.events.units import VolunteerRegistered, VolunteerRegisteredEvent
+    from shared.pii import id_card_checksum
+
+    a, b = town_code(), town_code()
+    while b == a:
+        b = town_code()
+    for data in (
+        UnitRegistered(unit_id=a, name="A镇", kind=K.TOWN),
+        UnitRegistered(unit_id=b, name="B镇", kind=K.TOWN),
+        UnitRegistered(unit_id=f"{b}201", name="B村", kind=K.VILLAGE, parent_id=b),
+    ):
+        await township.publish(registered(data))
+    await tap.wait_for(lambda e: e.subject == f"{b}201" and e.type == UnitRegisteredEvent.TYPE, timeout=30)
+    town_a: TownshipClient = await townships(a)
+    first17 = "43138119900101" + f"{secrets.randbelow(1000):03d}"
+    volunteer = new_event(
+        VolunteerRegisteredEvent,
+        VolunteerRegistered(
+            volunteer_id=f"v-{secrets.token_hex(3)}",
+            name="王芳",
+            id_card=first17 + id_card_checksum(first17),
+            phone="13812345678",
+            unit_id=f"{b}201",
+        ),
+        source=f"/townships/{a}",
+        time=T0,
+    )
+    await town_a.publish(volunteer)
+    [rejection] = await town_a.wait_for_rejections(1, timeout=30)
+    assert rejection.reason == (
+        f"township {a} may only publish about units in its own subtree; unit {b}201 is in township {b}"
+    )
+    assert await apps["registry"].units.volunteer(volunteer.data.volunteer_id) is None
+
+
+async def test_a_message_without_user_id_is_refused(
+    infra: Infra, apps: dict[str, ModuleType], township: TownshipClient
+) -> None:
+    import aio_pika
+
+    event = registered(UnitRegistered(unit_id=town_code(), name="镇", kind=K.TOWN))
+    connection = await aio_pika.connect_robust(infra.amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        ingress = await channel.get_exchange("wmsj.ingress", ensure=True)
+        assert township._reply_queue is not None
+        await ingress.publish(
+            aio_pika.Message(event.model_dump_json().encode(), reply_to=township._reply_queue.name),
+            routing_key=event.type,
+        )
+    [rejection] = await township.wait_for_rejections(1, timeout=30)
+    assert rejection.reason.startswith("the message has no user_id property")
+    assert await apps["registry"].units.get(event.data.unit_id) is None
