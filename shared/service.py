@@ -22,6 +22,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from shared.events import CloudEvent, derived_id
 from shared.messaging import EventBus, make_broker, rejecting_middleware, retry_transient
 from shared.mongo import Document, Effect, Outbox, connect, ensure_common_indexes, handle_once
+from shared.pii import scrub
 from shared.settings import CommonSettings
 from shared.topology import EVENTS, declare_topology
 
@@ -46,7 +47,8 @@ class JsonLines(logging.Formatter):
         line.update({k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")})
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
-        return json.dumps(line, ensure_ascii=False, default=str)
+        # Personal data never reaches a log, whatever a library put in a message or traceback.
+        return scrub(json.dumps(line, ensure_ascii=False, default=str))
 
 
 def setup_logging(service: str, level: str) -> None:

@@ -65,7 +65,7 @@ OFFICE_SCORES = _office_buffer("office.scores")
 OFFICE_REJECTIONS = _office_buffer("office.rejections")
 
 BINDINGS: list[tuple[RabbitQueue, RabbitExchange, tuple[str, ...]]] = [
-    (REGISTRY_INGRESS, INGRESS, ("wmsj.unit.registered.*",)),
+    (REGISTRY_INGRESS, INGRESS, ("wmsj.unit.registered.*", "wmsj.volunteer.registered.*")),
     (REGISTRY_UNROUTED, UNROUTED, ("",)),
     (REGISTRY_EVENTS, EVENTS, ("wmsj.volunteer.hours-credited.*",)),
     (

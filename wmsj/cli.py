@@ -7,6 +7,9 @@ wmsj demo          publish a month from three townships, print the score table
 wmsj publish FILE  validate events locally, publish the valid ones, report every rejection
 wmsj validate FILE check a file of events offline, with the services' own rules
 wmsj scores        print the score table of a month
+wmsj township add ID   create a township system's RabbitMQ user, permissions and reply queue
+wmsj import units|volunteers FILE   import a CSV/XLSX into the registry, print the row errors
+wmsj export units|volunteers FILE   export the registry to a .csv or .xlsx file
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared.events import TOWNSHIP_EVENTS, CloudEvent, describe_errors, parse_event
+from services.registry.domain import TOWNSHIP_LEVEL, check_registration
+from shared.events import TOWNSHIP_EVENTS, CloudEvent, UnitKind, UnitRegistered, describe_errors, parse_event
+from shared.events.units import UnitRegisteredV2
+from shared.identity import Publisher, township_user
 from shared.settings import CommonSettings, S3Settings
 from wmsj import processes
 from wmsj.client import TownshipClient, object_store, upload
@@ -88,8 +94,10 @@ def read_events(path: Path) -> list[tuple[int, dict[str, Any] | str]]:
     return out
 
 
-def validate(raw: Any) -> CloudEvent[Any]:
-    """The check a service applies on receipt, plus: only township event types."""
+def validate(raw: Any, township: str | None = None) -> CloudEvent[Any]:
+    """The check a service applies on receipt, plus: only township event types. The
+    registry's rules that need no registry (ids by kind, own parent…) apply too; with
+    ``township``, so do the scope rules that can be checked offline."""
     if isinstance(raw, str):
         raw = raw.encode()
     elif not isinstance(raw, dict):
@@ -97,14 +105,25 @@ def validate(raw: Any) -> CloudEvent[Any]:
     event = parse_event(raw)
     if event.type not in TOWNSHIP_TYPES:
         raise ValueError(f"{event.type} is published by the platform, not by townships")
+    if isinstance(event.data, UnitRegistered | UnitRegisteredV2):
+        check_registration(event.data)  # RefusedUnit is a ValueError
+        if township is not None:
+            kind = UnitKind(event.data.kind)
+            owner = event.data.unit_id if kind in TOWNSHIP_LEVEL else event.data.township_id
+            if owner is not None and (
+                reason := Publisher(township_user(township), township).may_not_publish_about(
+                    event.data.unit_id, owner
+                )
+            ):
+                raise ValueError(reason)
     return event
 
 
-def _check_file(path: Path) -> tuple[list[CloudEvent[Any]], int]:
+def _check_file(path: Path, township: str | None = None) -> tuple[list[CloudEvent[Any]], int]:
     good, bad = [], 0
     for number, raw in read_events(path):
         try:
-            good.append(validate(raw))
+            good.append(validate(raw, township))
         except ValidationError as error:
             bad += 1
             for problem in describe_errors(error):
@@ -116,7 +135,7 @@ def _check_file(path: Path) -> tuple[list[CloudEvent[Any]], int]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    good, bad = _check_file(Path(args.file))
+    good, bad = _check_file(Path(args.file), args.township)
     print(f"{len(good)} valid, {bad} invalid")
     return 1 if bad else 0
 
@@ -220,6 +239,75 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_township_add(args: argparse.Namespace) -> int:
+    from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+    from wmsj.townships import add_township
+
+    admin_url = CommonSettings().amqp_url
+    parts = urlsplit(admin_url)
+    vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+    user, password = add_township(args.township_id, admin_url, vhost, args.password)
+    host = parts.hostname or "127.0.0.1"
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}:{parts.port or 5672}"
+    print(f"township {args.township_id}: RabbitMQ user {user}")
+    print(f"  connect with: {urlunsplit(parts._replace(netloc=netloc))}")
+    print(f"  reply queue:  wmsj.replies.{user}")
+    return 0
+
+
+def _registry_request(path: str, data: bytes | None = None, content_type: str = "") -> bytes:
+    port = processes.SERVICES["registry"]
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data)
+    request.add_header("Authorization", f"Bearer {args_api_key()}")
+    if content_type:
+        request.add_header("Content-Type", content_type)
+    with urllib.request.urlopen(request, timeout=600) as response:
+        body: bytes = response.read()
+        return body
+
+
+def args_api_key() -> str:
+    import os
+
+    from shared.auth import DEV_OFFICE_KEY
+
+    return os.environ.get("WMSJ_API_KEY", DEV_OFFICE_KEY)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    import uuid
+
+    path = Path(args.file)
+    boundary = uuid.uuid4().hex
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + path.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    report = json.loads(
+        _registry_request(f"/import/{args.what}", body, f"multipart/form-data; boundary={boundary}")
+    )
+    for error in report["errors"]:
+        print(f"{path}: row {error['row']}, column {error['column']}: {error['reason']}")
+    print(
+        f"{report['imported']} imported, {report['unchanged']} unchanged, "
+        f"{report.get('held', 0)} waiting for their parent, {len(report['errors'])} errors"
+    )
+    return 1 if report["errors"] else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    fmt = "xlsx" if path.suffix.lower() == ".xlsx" else "csv"
+    path.write_bytes(_registry_request(f"/export/{args.what}?format={fmt}"))
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_scores(args: argparse.Namespace) -> int:
     print_scores(fetch_scores(args.period), args.period)
     return 0
@@ -251,10 +339,25 @@ def main(argv: list[str] | None = None) -> int:
     publish.set_defaults(func=cmd_publish)
     check = sub.add_parser("validate", help="check a file of events offline")
     check.add_argument("file")
+    check.add_argument("--township", help="also check the scope rules for this township's system")
     check.set_defaults(func=cmd_validate)
     scores = sub.add_parser("scores", help="print a month's score table")
     scores.add_argument("--period", required=True)
     scores.set_defaults(func=cmd_scores)
+    township = sub.add_parser("township", help="township systems' broker identities")
+    township_sub = township.add_subparsers(dest="action", required=True)
+    add = township_sub.add_parser("add", help="create a township's RabbitMQ user and reply queue")
+    add.add_argument("township_id")
+    add.add_argument("--password", help="default: a random one, printed")
+    add.set_defaults(func=cmd_township_add)
+    imp = sub.add_parser("import", help="import units or volunteers from a CSV/XLSX file")
+    imp.add_argument("what", choices=["units", "volunteers"])
+    imp.add_argument("file")
+    imp.set_defaults(func=cmd_import)
+    exp = sub.add_parser("export", help="export units or volunteers to a .csv/.xlsx file")
+    exp.add_argument("what", choices=["units", "volunteers"])
+    exp.add_argument("file")
+    exp.set_defaults(func=cmd_export)
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result

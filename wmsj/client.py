@@ -2,8 +2,13 @@
 the tests and the benchmark use, and a worked example for township developers.
 
 A township publishes CloudEvents to the ``wmsj.ingress`` exchange with routing key = event
-type, persistent, with publisher confirms, and names a ``reply_to`` queue on which the
-platform tells it about every event it refuses (``wmsj.event.rejected.v1``).
+type, persistent, with publisher confirms, with the ``user_id`` property set to the RabbitMQ
+user it connects as (the broker checks it; the platform learns who sent the event from it),
+and names a ``reply_to`` queue on which the platform tells it about every event it refuses
+(``wmsj.event.rejected.v1``). A township's reply queue is durable and its own
+(``wmsj.replies.township-<id>``, declared by ``wmsj township add``), so a refusal waits for
+it even while it is disconnected. The office (``guest`` locally) gets a private,
+temporary reply queue.
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ import hashlib
 import io
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import aio_pika
 from minio import Minio
 
 from shared.events import CONTENT_TYPE, CloudEvent, EventRejected, EventRejectedEvent
+from shared.identity import TOWNSHIP_USER_PREFIX, reply_queue
 from shared.settings import S3Settings
 
 INGRESS_EXCHANGE = "wmsj.ingress"
@@ -27,6 +34,8 @@ INGRESS_EXCHANGE = "wmsj.ingress"
 class TownshipClient:
     def __init__(self, amqp_url: str) -> None:
         self.amqp_url = amqp_url
+        # The RabbitMQ user: stated on every message as user_id, which the broker verifies.
+        self.user_id = unquote(urlsplit(amqp_url).username or "guest")
         self.rejections: list[EventRejected] = []
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._exchange: aio_pika.abc.AbstractExchange | None = None
@@ -38,7 +47,11 @@ class TownshipClient:
         channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
         # The platform declares the exchange; a township only needs to find it.
         self._exchange = await channel.get_exchange(INGRESS_EXCHANGE, ensure=True)
-        self._reply_queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        if self.user_id.startswith(TOWNSHIP_USER_PREFIX):
+            # Declared by the platform; a township may read it but not (re)declare it.
+            self._reply_queue = await channel.get_queue(reply_queue(self.user_id), ensure=True)
+        else:
+            self._reply_queue = await channel.declare_queue(exclusive=True, auto_delete=True)
         await self._reply_queue.consume(self._on_reply)
         return self
 
@@ -55,7 +68,10 @@ class TownshipClient:
     async def publish(self, event: CloudEvent[Any]) -> None:
         await self.publish_raw(event.model_dump_json().encode(), routing_key=event.type, message_id=event.id)
 
-    async def publish_raw(self, body: bytes, *, routing_key: str, message_id: str | None = None) -> None:
+    async def publish_raw(
+        self, body: bytes, *, routing_key: str, message_id: str | None = None, user_id: str | None = None
+    ) -> None:
+        """``user_id`` other than the connection's user is refused by the broker (for tests)."""
         assert self._exchange is not None and self._reply_queue is not None, "use 'async with'"
         await self._exchange.publish(
             aio_pika.Message(
@@ -65,6 +81,7 @@ class TownshipClient:
                 message_id=message_id,
                 timestamp=datetime.now(UTC),
                 reply_to=self._reply_queue.name,
+                user_id=user_id or self.user_id,
             ),
             routing_key=routing_key,
         )

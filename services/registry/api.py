@@ -1,27 +1,196 @@
-"""The registry's HTTP API (read-only): who is who."""
+"""The registry's HTTP API: who is who, scoped by the caller (``shared.auth``): the office
+sees everything; a township sees itself and what is under it. Personal data is only ever
+shown masked. Spreadsheets in (import, with a per-row error report) and out (export)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, UploadFile
+from fastapi.responses import Response
 
+from services.registry.domain import Unit
+from services.registry.sheets import (
+    UNIT_COLUMNS,
+    VOLUNTEER_COLUMNS,
+    BadSheet,
+    parse_units,
+    parse_volunteers,
+    write_table,
+)
 from services.registry.store import UnitStore
+from shared.auth import Caller, current_caller
+from shared.identity import IdentitySettings, Publisher, township_user
+from shared.pii import vault
+
+Importer = Callable[[list[Any], Publisher, list[Any]], Awaitable[Any]]
+CALLER: Any = current_caller()  # keys from WMSJ_API_KEYS; tests override ``CALLER.dependency``
+Who = Annotated[Caller, CALLER]
+_MIME = {
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
 
 
-def router(units: UnitStore) -> APIRouter:
-    api = APIRouter(tags=["units"])
+def _visible(caller: Caller, unit: Unit) -> bool:
+    return caller.is_office or unit.owner == caller.township_id
 
-    @api.get("/units")
-    async def list_units(township_id: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
-        return [asdict(u) for u in await units.list(township_id=township_id, kind=kind)]
 
-    @api.get("/units/{unit_id}")
-    async def get_unit(unit_id: str) -> dict[str, Any]:
+def _show(unit: Unit) -> dict[str, Any]:
+    out = asdict(unit)
+    out.pop("stated")
+    out["ancestors"] = list(unit.ancestors)
+    # Contacts' phones are masked like volunteers': only the last four digits show.
+    out["contacts"] = [
+        {**c, "phone": ("*" * max(len(c.get("phone", "")) - 4, 0)) + c.get("phone", "")[-4:]}
+        for c in unit.contacts
+    ]
+    return out
+
+
+def _publisher(caller: Caller) -> Publisher:
+    if caller.is_office:
+        return Publisher(
+            sorted(IdentitySettings().offices)[0] if IdentitySettings().offices else "office", None
+        )
+    assert caller.township_id is not None
+    return Publisher(township_user(caller.township_id), caller.township_id)
+
+
+def router(units: UnitStore, import_units: Importer, import_volunteers: Importer) -> APIRouter:
+    api = APIRouter()
+
+    async def visible_unit(unit_id: str, caller: Caller) -> Unit:
         unit = await units.get(unit_id)
-        if unit is None:
+        if unit is None or not _visible(caller, unit):
             raise HTTPException(404, f"no unit {unit_id}")
-        return asdict(unit)
+        return unit
+
+    # ------------------------------------------------------------------ units
+
+    @api.get("/units", tags=["units"])
+    async def list_units(
+        caller: Who,
+        township_id: str | None = None,
+        kind: str | None = None,
+        name: str | None = None,
+        code: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Search units by township, kind, name (contains) and code (prefix of the id)."""
+        if not caller.is_office:
+            if township_id not in (None, caller.township_id):
+                return []
+            township_id = caller.township_id
+        found = await units.search(township_id=township_id, kind=kind, name=name, code=code)
+        return [_show(u) for u in found]
+
+    @api.get("/units/tree", tags=["units"])
+    async def tree(caller: Who, root: str | None = None) -> list[dict[str, Any]]:
+        """The unit tree (nested ``children``): the whole city for the office, its own
+        subtree for a township; ``root`` narrows it to one unit's subtree."""
+        if root is not None:
+            await visible_unit(root, caller)
+            found = await units.search(under=root)
+        else:
+            found = await units.search(township_id=None if caller.is_office else caller.township_id)
+        nodes = {u.unit_id: {**_show(u), "children": []} for u in found}
+        roots = []
+        for unit in found:
+            parent = nodes.get(unit.parent_id or "")
+            if parent is not None and unit.unit_id != root:
+                parent["children"].append(nodes[unit.unit_id])
+            else:
+                roots.append(nodes[unit.unit_id])
+        return roots
+
+    @api.get("/units/{unit_id}", tags=["units"])
+    async def get_unit(unit_id: str, caller: Who) -> dict[str, Any]:
+        return _show(await visible_unit(unit_id, caller))
+
+    @api.get("/units/{unit_id}/subtree", tags=["units"])
+    async def subtree(unit_id: str, caller: Who) -> list[dict[str, Any]]:
+        """The unit and everything under it (a township's subtree, for a township)."""
+        await visible_unit(unit_id, caller)
+        return [_show(u) for u in await units.search(under=unit_id)]
+
+    @api.get("/units/{unit_id}/history", tags=["units"])
+    async def history(unit_id: str, caller: Who) -> list[dict[str, Any]]:
+        """Every accepted statement about the unit, and every move of its subtree, oldest first."""
+        await visible_unit(unit_id, caller)
+        return await units.unit_history(unit_id)
+
+    # ------------------------------------------------------------------ volunteers
+
+    @api.get("/volunteers", tags=["volunteers"])
+    async def list_volunteers(
+        caller: Who, township_id: str | None = None, unit_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        if not caller.is_office:
+            if township_id not in (None, caller.township_id):
+                return []
+            township_id = caller.township_id
+        found = await units.list_volunteers(township_id=township_id, unit_id=unit_id)
+        hours = await units.total_hours()
+        pii = vault()
+        return [v.masked(pii, hours.get(v.volunteer_id, 0.0)) for v in found]
+
+    @api.get("/volunteers/{volunteer_id}", tags=["volunteers"])
+    async def get_volunteer(volunteer_id: str, caller: Who) -> dict[str, Any]:
+        volunteer = await units.volunteer(volunteer_id)
+        if volunteer is None or not (caller.is_office or volunteer.township_id == caller.township_id):
+            raise HTTPException(404, f"no volunteer {volunteer_id}")
+        ledger = await units.ledger(volunteer_id)
+        out = volunteer.masked(vault(), sum(e["hours"] for e in ledger))
+        out["ledger"] = [{k: v for k, v in e.items() if k != "event"} for e in ledger]
+        return out
+
+    # ------------------------------------------------------------------ spreadsheets
+
+    @api.post("/import/units", tags=["spreadsheets"])
+    async def import_unit_sheet(file: UploadFile, caller: Who) -> dict[str, Any]:
+        """A CSV or XLSX of units (columns as ``GET /export/units``): imported row by row with
+        the rules of ``wmsj.unit.registered.v2``; every refused row is reported."""
+        content = await file.read()
+        try:
+            rows, errors = parse_units(content, file.filename or "")
+        except BadSheet as problem:
+            raise HTTPException(422, str(problem)) from problem
+        return asdict(await import_units(rows, _publisher(caller), errors))
+
+    @api.post("/import/volunteers", tags=["spreadsheets"])
+    async def import_volunteer_sheet(file: UploadFile, caller: Who) -> dict[str, Any]:
+        """A CSV or XLSX of volunteers (``volunteer_id, name, id_card, phone, unit_id, team_ids,
+        active``): rows that break a rule are reported (row, column, reason), the rest imported."""
+        content = await file.read()
+        try:
+            rows, errors = parse_volunteers(content, file.filename or "")
+        except BadSheet as problem:
+            raise HTTPException(422, str(problem)) from problem
+        return asdict(await import_volunteers(rows, _publisher(caller), errors))
+
+    @api.get("/export/units", tags=["spreadsheets"])
+    async def export_units(caller: Who, format: Literal["csv", "xlsx"] = "csv") -> Response:
+        found = await units.search(township_id=None if caller.is_office else caller.township_id)
+        rows = [{**_show(u), "township_id": u.township_id} for u in found]
+        return _file(write_table(UNIT_COLUMNS, rows, format), "units", format)
+
+    @api.get("/export/volunteers", tags=["spreadsheets"])
+    async def export_volunteers(caller: Who, format: Literal["csv", "xlsx"] = "csv") -> Response:
+        """Volunteers with their ID-card numbers and phones masked."""
+        found = await units.list_volunteers(township_id=None if caller.is_office else caller.township_id)
+        pii = vault()
+        return _file(
+            write_table(VOLUNTEER_COLUMNS, [v.masked(pii) for v in found], format), "volunteers", format
+        )
 
     return api
+
+
+def _file(content: bytes, name: str, fmt: str) -> Response:
+    return Response(
+        content,
+        media_type=_MIME[fmt],
+        headers={"Content-Disposition": f'attachment; filename="{name}.{fmt}"'},
+    )

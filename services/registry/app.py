@@ -1,12 +1,19 @@
-"""Registry service: the source of truth about units (who is who in the programme).
+"""Registry service: the source of truth about units and volunteers (who is who).
 
-Reads township submissions from ``registry.ingress``, refuses what breaks the rules, stores
-the rest and re-publishes it as accepted facts on ``wmsj.events``. Also answers for the
-ingress exchange's unrouted messages: a township that sends an event type nobody owns is
-told so.
+Reads township submissions from ``registry.ingress`` (units v1/v2, volunteers), learns who
+sent each from the broker-validated ``user_id`` (``shared.identity``), refuses what breaks
+the rules or lies outside the sender's own subtree, stores the rest and re-publishes
+accepted units on ``wmsj.events`` (as v1, what supervision reads). Credits volunteers'
+service hours from ``registry.events``. Also answers for the ingress exchange's unrouted
+messages: a township that sends an event type nobody owns is told so.
 """
 
 from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import FastAPI
 from faststream.middlewares import AckPolicy
@@ -14,47 +21,396 @@ from faststream.rabbit.annotations import RabbitMessage
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from services.registry import api
-from services.registry.domain import RefusedUnit, apply_registration
+from services.registry.domain import RefusedUnit, Unit, apply_registration, check_registration, moved_subtree
 from services.registry.settings import RegistrySettings
+from services.registry.sheets import RowError
 from services.registry.store import UnitStore
+from services.registry.volunteers import apply_volunteer
 from shared.events import (
     TOWNSHIP_EVENTS,
     CloudEvent,
+    EventRejected,
     EventRejectedEvent,
+    HoursCreditedEvent,
+    UnitRegistered,
     UnitRegisteredEvent,
+    derived_id,
 )
+from shared.events.units import (
+    UnitRegisteredV2,
+    UnitRegisteredV2Event,
+    VolunteerRegistered,
+    VolunteerRegisteredEvent,
+)
+from shared.identity import Publisher, identify, publisher_of
 from shared.messaging import InvalidEvent, event_decoder
+from shared.mongo import Effect
+from shared.pii import vault
 from shared.service import Service
-from shared.topology import REGISTRY_INGRESS, REGISTRY_UNROUTED
+from shared.topology import REGISTRY_EVENTS, REGISTRY_INGRESS, REGISTRY_UNROUTED
 
 service = Service("registry", RegistrySettings())
 units = UnitStore(service.db)
-service.on_start.append(units.ensure_indexes)
+
+
+async def _check_pii_key() -> None:
+    vault()  # a malformed WMSJ_PII_KEY stops the start, not the first volunteer
+
+
+service.on_start += [_check_pii_key, units.ensure_indexes]
 service.documents_publishing(UnitRegisteredEvent, EventRejectedEvent)
+
+IngressEvent = UnitRegisteredEvent | UnitRegisteredV2Event | VolunteerRegisteredEvent
 
 
 @service.broker.subscriber(
     REGISTRY_INGRESS,
-    decoder=event_decoder(UnitRegisteredEvent),
+    decoder=event_decoder(UnitRegisteredEvent, UnitRegisteredV2Event, VolunteerRegisteredEvent),
     ack_policy=AckPolicy.REJECT_ON_ERROR,
     no_reply=True,
-    title="registry.ingress:unit-registered",
+    title="registry.ingress:unit-and-volunteer-registered",
 )
-async def on_unit_registered(event: UnitRegisteredEvent) -> None:
-    """A township states a unit's details (登记单位)."""
+async def on_ingress(event: IngressEvent, message: RabbitMessage) -> None:
+    """A township (or the office) states a unit's (登记单位) or a volunteer's details."""
+    who = publisher_of(message)  # from the broker-checked user_id, never from the body
+    if isinstance(event, VolunteerRegisteredEvent):
+        await service.process(event, lambda session: register_volunteer(event, who, session))
+    else:
+        await service.process(event, lambda session: register_unit(event, who, session))
 
-    async def effect(session: AsyncClientSession) -> list[CloudEvent]:
-        current = await units.get(event.data.unit_id, session)
-        try:
-            unit = apply_registration(current, event.data, event.time)
-        except RefusedUnit as refusal:
-            raise InvalidEvent(str(refusal)) from refusal
-        if unit is None:
-            return []
+
+# ----------------------------------------------------------------------------- units
+
+
+def _refused(problem: RefusedUnit) -> InvalidEvent:
+    return InvalidEvent(str(problem))
+
+
+async def register_unit(
+    event: UnitRegisteredEvent | UnitRegisteredV2Event, who: Publisher, session: AsyncClientSession
+) -> list[CloudEvent[Any]]:
+    data = event.data
+    try:
+        check_registration(data)
+    except RefusedUnit as refusal:
+        raise _refused(refusal) from refusal
+    current = await units.get(data.unit_id, session)
+    if current is not None and (reason := who.may_not_publish_about(data.unit_id, current.owner)):
+        raise InvalidEvent(reason)
+    if data.parent_id is not None and await units.get(data.parent_id, session) is None:
+        # Early, not wrong: held until the parent arrives (see domain.py). What can be
+        # checked now is: a township cannot claim another township's subtree.
+        if data.township_id is not None and (
+            reason := who.may_not_publish_about(data.unit_id, data.township_id)
+        ):
+            raise InvalidEvent(reason)
+        await units.hold(
+            data.parent_id,
+            {
+                "statement": data.model_dump(mode="json"),
+                "version": 2 if isinstance(data, UnitRegisteredV2) else 1,
+                "stated_at": event.time,
+                "key": event.key,
+                "source": event.source,
+                "id": event.id,
+                "type": event.type,
+                "user": who.user,
+            },
+            session,
+        )
+        return []
+    try:
+        return await settle(data, event.time, event.key, who, session)
+    except RefusedUnit as refusal:
+        raise _refused(refusal) from refusal
+
+
+async def settle(
+    data: UnitRegistered | UnitRegisteredV2,
+    stated_at: datetime,
+    cause: str,
+    who: Publisher,
+    session: AsyncClientSession,
+) -> list[CloudEvent[Any]]:
+    """Apply a statement whose parent (if any) is known; then the statements that were
+    waiting for this unit. Raises RefusedUnit, or InvalidEvent for a scope violation."""
+    current = await units.get(data.unit_id, session)
+    parent = await units.get(data.parent_id, session) if data.parent_id else None
+    unit = apply_registration(current, data, stated_at, parent)
+    waiting = await units.waiting(data.unit_id, session)
+    if unit is None and not waiting:
+        return []
+    out: list[CloudEvent[Any]] = []
+    if unit is not None:
+        if reason := who.may_not_publish_about(data.unit_id, unit.owner):
+            raise InvalidEvent(reason)
         await units.put(unit, session)
-        return [service.accepted(event, subject=unit.unit_id)]
+        if parent is not None:
+            await units.touch(parent.unit_id, session)
+        moved = []
+        if current is not None and (current.ancestors, current.owner) != (unit.ancestors, unit.owner):
+            moved = moved_subtree(unit, await units.descendants(unit.unit_id, session))
+        await _record(unit, "registered" if current is None else "restated", cause, who, session)
+        out.append(_as_v1(unit, derived_id(cause, "accepted"), stated_at))
+        for descendant in moved:
+            await units.put(descendant, session)
+            await _record(descendant, f"moved with {unit.unit_id}", cause, who, session)
+            out.append(
+                _as_v1(
+                    descendant,
+                    derived_id(cause, f"moved:{descendant.unit_id}"),
+                    max(stated_at, descendant.stated_at),
+                )
+            )
+    elif waiting:
+        await units.put(current, session)  # type: ignore[arg-type]  # clears the waiting list
+    for entry in sorted(waiting, key=lambda e: e["stated_at"]):
+        out += await _release(entry, session)
+    return out
+
+
+async def _release(entry: dict[str, Any], session: AsyncClientSession) -> list[CloudEvent[Any]]:
+    """A held statement, now that its parent is known: applied with every rule, or refused
+    (on the bus: the sender's reply queue is not ours to keep)."""
+    model = UnitRegisteredV2 if entry["version"] == 2 else UnitRegistered
+    data = model.model_validate(entry["statement"])
+    try:
+        return await settle(data, entry["stated_at"], entry["key"], identify(entry["user"]), session)
+    except (RefusedUnit, InvalidEvent) as refusal:
+        return [
+            EventRejectedEvent(
+                id=derived_id(entry["key"], "rejected-by-registry"),
+                source=service.bus.source,
+                time=datetime.now(UTC),
+                subject=entry["id"],
+                data=EventRejected(
+                    rejected_source=entry["source"],
+                    rejected_id=entry["id"],
+                    rejected_type=entry["type"],
+                    reason=str(refusal),
+                    rejected_by=service.name,
+                ),
+            )
+        ]
+
+
+def _as_v1(unit: Unit, event_id: str, at: datetime) -> UnitRegisteredEvent:
+    return UnitRegisteredEvent(
+        id=event_id,
+        source=service.bus.source,
+        time=at,
+        subject=unit.unit_id,
+        data=UnitRegistered(
+            unit_id=unit.unit_id,
+            name=unit.name,
+            kind=unit.kind,  # type: ignore[arg-type]
+            parent_id=unit.parent_id,
+            township_id=unit.township_id,
+        ),
+    )
+
+
+async def _record(unit: Unit, change: str, cause: str, who: Publisher, session: AsyncClientSession) -> None:
+    await units.record(
+        {
+            "unit_id": unit.unit_id,
+            "change": change,
+            "stated_at": unit.stated_at,
+            "recorded_at": datetime.now(UTC),
+            "by": who.user,
+            "event": cause,
+            "name": unit.name,
+            "kind": unit.kind,
+            "parent_id": unit.parent_id,
+            "township_id": unit.township_id,
+            "active": unit.active,
+            "category": unit.category,
+        },
+        session,
+    )
+
+
+# ----------------------------------------------------------------------------- volunteers
+
+
+async def register_volunteer(
+    event: VolunteerRegisteredEvent, who: Publisher, session: AsyncClientSession
+) -> list[CloudEvent[Any]]:
+    data = event.data
+    unit = await units.get(data.unit_id, session)
+    if unit is not None and (reason := who.may_not_publish_about(data.unit_id, unit.owner)):
+        raise InvalidEvent(reason)
+    teams = {t: u for t in data.team_ids if (u := await units.get(t, session)) is not None}
+    for team in teams.values():
+        if reason := who.may_not_publish_about(team.unit_id, team.owner):
+            raise InvalidEvent(reason)
+    pii = vault()
+    try:
+        volunteer = apply_volunteer(
+            await units.volunteer(data.volunteer_id, session),
+            data,
+            event.time,
+            unit=unit,
+            teams=teams,
+            holder_of_card=await units.card_holder(pii.fingerprint(data.id_card), session),
+            vault=pii,
+        )
+    except RefusedUnit as refusal:
+        raise _refused(refusal) from refusal
+    if volunteer is not None:
+        await units.put_volunteer(volunteer, session)
+    return []  # personal data is never re-published
+
+
+@service.broker.subscriber(
+    REGISTRY_EVENTS,
+    decoder=event_decoder(HoursCreditedEvent),
+    ack_policy=AckPolicy.REJECT_ON_ERROR,
+    no_reply=True,
+    title="registry.events:hours-credited",
+)
+async def on_hours_credited(event: HoursCreditedEvent) -> None:
+    """Service hours credited to a volunteer (志愿服务时长): one ledger entry per volunteer,
+    activity and basis, so a re-credit replaces rather than adds."""
+    data = event.data
+
+    async def effect(session: AsyncClientSession) -> list[CloudEvent[Any]]:
+        await units.credit(
+            f"{data.volunteer_id}|{data.activity_id}|{data.basis}",
+            {**data.model_dump(), "event": event.key},
+            session,
+        )
+        return []
 
     await service.process(event, effect)
+
+
+# ----------------------------------------------------------------------------- spreadsheets
+
+
+@dataclass
+class ImportReport:
+    imported: int = 0
+    unchanged: int = 0
+    held: int = 0
+    errors: list[RowError] = field(default_factory=list)
+
+
+async def import_units(
+    rows: list[tuple[int, UnitRegisteredV2]], who: Publisher, file_errors: list[RowError]
+) -> ImportReport:
+    """Each row goes through exactly the rules of an event (it *is* an event, from the
+    importer): its id is the hash of its content, so importing the same file again is a
+    duplicate of every row and changes nothing. Parents first, so a file is self-contained."""
+    report = ImportReport(errors=list(file_errors))
+    depth = _depths([d for _, d in rows])
+    now = datetime.now(UTC)
+    for number, data in sorted(rows, key=lambda r: (depth[r[1].unit_id], r[0])):
+        event = UnitRegisteredV2Event(
+            id=hashlib.sha256(data.model_dump_json().encode()).hexdigest()[:40],
+            source=f"/wmsj/registry/import/{who.user}",
+            time=now,
+            subject=data.unit_id,
+            data=data,
+        )
+        before = await units.get(data.unit_id)
+        try:
+            handled = await service.process(event, _registering(event, who))
+        except InvalidEvent as refusal:
+            column = refusal.__cause__.column if isinstance(refusal.__cause__, RefusedUnit) else "unit_id"
+            report.errors.append(RowError(number, column, refusal.reason))
+            continue
+        after = await units.get(data.unit_id)
+        if not handled or after == before:
+            report.unchanged += 1 if after is not None else 0
+            report.held += 1 if after is None else 0
+        else:
+            report.imported += 1
+    report.errors.sort(key=lambda e: (e.row, e.column))
+    return report
+
+
+def _registering(event: UnitRegisteredV2Event, who: Publisher) -> Effect:
+    async def effect(session: AsyncClientSession) -> list[CloudEvent[Any]]:
+        return await register_unit(event, who, session)
+
+    return effect
+
+
+def _depths(statements: list[UnitRegisteredV2]) -> dict[str, int]:
+    """How deep each unit of a file is in the file's own tree (0: its parent is not in it)."""
+    parents = {d.unit_id: d.parent_id for d in statements}
+    depth: dict[str, int] = {}
+    for unit_id in parents:
+        seen: set[str] = set()
+        node: str | None = parents[unit_id]
+        n = 0
+        while node is not None and node in parents and node not in seen:
+            seen.add(node)
+            node = parents[node]
+            n += 1
+        depth[unit_id] = n
+    return depth
+
+
+async def import_volunteers(
+    rows: list[tuple[int, VolunteerRegistered]], who: Publisher, file_errors: list[RowError]
+) -> ImportReport:
+    """Volunteers in bulk: the same rules as ``register_volunteer``, checked row by row
+    against the registry read once, then written in batches. A row that states what is
+    already stored is left alone, so re-importing a file changes nothing."""
+    report = ImportReport(errors=list(file_errors))
+    pii = vault()
+    now = datetime.now(UTC)
+    known = {u.unit_id: u for u in await units.search()}
+    current = await units.all_volunteers()
+    holders = {v.id_card_fingerprint: v.volunteer_id for v in current.values()}
+    seen_ids: set[str] = set()
+    changed = []
+    for number, data in rows:
+        if data.volunteer_id in seen_ids:
+            report.errors.append(
+                RowError(number, "volunteer_id", "the same volunteer_id is on an earlier row")
+            )
+            continue
+        unit = known.get(data.unit_id)
+        scoped = [(data.unit_id, unit)] + [(t, known.get(t)) for t in data.team_ids]
+        reason = next(
+            (r for uid, u in scoped if u is not None and (r := who.may_not_publish_about(uid, u.owner))), None
+        )
+        if reason:
+            report.errors.append(RowError(number, "unit_id", reason))
+            continue
+        previous = current.get(data.volunteer_id)
+        if previous is not None and previous.stated == pii.fingerprint(data.model_dump_json()):
+            seen_ids.add(data.volunteer_id)
+            report.unchanged += 1
+            continue
+        fingerprint = pii.fingerprint(data.id_card)
+        try:
+            volunteer = apply_volunteer(
+                previous,
+                data,
+                now,
+                unit=unit,
+                teams={t: known[t] for t in data.team_ids if t in known},
+                holder_of_card=holders.get(fingerprint),
+                vault=pii,
+            )
+        except RefusedUnit as refusal:
+            report.errors.append(RowError(number, refusal.column, str(refusal)))
+            continue
+        seen_ids.add(data.volunteer_id)
+        holders[fingerprint] = data.volunteer_id
+        if volunteer is not None:
+            changed.append(volunteer)
+    await units.put_volunteers(changed)
+    report.imported = len(changed)
+    report.errors.sort(key=lambda e: (e.row, e.column))
+    return report
+
+
+# ----------------------------------------------------------------------------- unrouted
 
 
 async def _raw(message: RabbitMessage, _original: object) -> bytes:
@@ -80,9 +436,9 @@ async def on_unrouted(body: bytes, message: RabbitMessage) -> None:
 
 def create_app() -> FastAPI:
     def routes(app: FastAPI) -> None:
-        app.include_router(api.router(units))
+        app.include_router(api.router(units, import_units, import_volunteers))
 
     return service.http_app("wmsj registry", routes)
 
 
-asyncapi = service.asyncapi("Units of the civilization-practice programme: who is who.")
+asyncapi = service.asyncapi("Units and volunteers of the civilization-practice programme: who is who.")

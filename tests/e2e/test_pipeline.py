@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from minio import Minio
 
+from shared.auth import DEV_OFFICE_KEY
 from shared.events import (
     EvidenceSubmitted,
     EvidenceSubmittedEvent,
@@ -32,14 +33,19 @@ from wmsj.demo import demo_month, png
 pytestmark = pytest.mark.e2e
 
 
+def _request(url: str) -> urllib.request.Request:
+    # The registry's API is scoped by the caller: these checks read as the office.
+    return urllib.request.Request(url, headers={"Authorization": f"Bearer {DEV_OFFICE_KEY}"})
+
+
 def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as response:
+    with urllib.request.urlopen(_request(url), timeout=10) as response:
         return json.load(response)
 
 
 def status_of(url: str) -> int:
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(_request(url), timeout=10) as response:
             return int(response.status)
     except urllib.error.HTTPError as error:
         return error.code

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import sys
 from collections.abc import AsyncIterator
 from types import ModuleType
 
@@ -20,7 +21,15 @@ APPS = ("registry", "activities", "evidence", "supervision")
 
 @pytest.fixture(scope="session")
 async def apps(service_env: dict[str, str]) -> AsyncIterator[dict[str, ModuleType]]:
-    modules = {name: importlib.import_module(f"services.{name}.app") for name in APPS}
+    # A service reads its settings when its module is imported. A unit test (test_topology)
+    # imports the apps at collection, before this run's environment is set: reload them so
+    # they connect to the test run's virtual host and databases.
+    modules = {
+        name: importlib.reload(sys.modules[module])
+        if (module := f"services.{name}.app") in sys.modules
+        else importlib.import_module(module)
+        for name in APPS
+    }
     async with contextlib.AsyncExitStack() as stack:
         for module in modules.values():
             await stack.enter_async_context(module.service.running())

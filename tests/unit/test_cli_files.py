@@ -28,7 +28,7 @@ UNIT = {
     "source": "/townships/431381101",
     "type": "wmsj.unit.registered.v1",
     "time": "2020-06-01T01:00:00Z",
-    "data": {"unit_id": "431381101201", "name": "禾青镇第一村", "kind": "village"},
+    "data": {"unit_id": "431381101201", "name": "禾青镇第一村", "kind": "village", "parent_id": "431381101"},
 }
 SCORE = {
     **UNIT,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,14 @@ from shared.events import (
     describe_errors,
     parse_event,
     period_of,
+)
+from shared.events.units import (
+    CivilizedCategory,
+    UnitContact,
+    UnitRegisteredV2,
+    UnitRegisteredV2Event,
+    VolunteerRegistered,
+    VolunteerRegisteredEvent,
 )
 
 CONTRACT = Path(__file__).with_name("contract_v1.json")
@@ -97,6 +105,29 @@ EXAMPLES: dict[str, CloudEvent[Any]] = {
                 kind=UnitKind.PRACTICE_INSTITUTE,
                 parent_id="431381101",
                 township_id="431381101",
+            ),
+        ),
+        _envelope(
+            UnitRegisteredV2Event,
+            UnitRegisteredV2(
+                unit_id="431381101",
+                name="禾青镇",
+                kind=UnitKind.TOWN,
+                category=CivilizedCategory.CIVILIZED_VILLAGE_TOWN,
+                title_held_since=date(2018, 1, 1),
+                title_review_due=date(2021, 1, 1),
+                contacts=[UnitContact(name="李明", role="联络员", phone="0738-5212345")],
+            ),
+        ),
+        _envelope(
+            VolunteerRegisteredEvent,
+            VolunteerRegistered(
+                volunteer_id="v1",
+                name="王芳",
+                id_card="11010519491231002X",
+                phone="13812345678",
+                unit_id="431381101201",
+                team_ids=["431381101-FD1"],
             ),
         ),
         _envelope(

@@ -1,0 +1,101 @@
+"""Who published a message on the ingress exchange, and what they may publish about.
+
+Each township system connects as its own RabbitMQ user, ``township-<township unit id>``
+(``wmsj township add`` creates it). Publishers set the AMQP ``user_id`` property to that
+name; RabbitMQ refuses a message whose ``user_id`` is not the connection's user, so the
+property is proof of who sent it. The event body (``source``, ``township_id``) is never
+trusted for this.
+
+The office's users are listed in ``WMSJ_OFFICE_USERS`` (comma-separated; default ``guest``,
+the local development broker's user): the office may publish about any unit.
+
+A service applies it in a handler (before writing anything)::
+
+    who = publisher_of(message)                  # InvalidEvent if unidentified
+    if reason := who.may_not_publish_about(unit_id, owning_township):
+        raise InvalidEvent(reason)
+
+where ``owning_township`` is the township the unit belongs to (the township itself for a
+township; None for city-level units, which only the office may publish about).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TOWNSHIP_USER_PREFIX = "township-"
+
+
+class IdentitySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WMSJ_", extra="ignore")
+
+    office_users: str = "guest"  # comma-separated RabbitMQ users that act as the city office
+
+    @property
+    def offices(self) -> frozenset[str]:
+        return frozenset(u.strip() for u in self.office_users.split(",") if u.strip())
+
+
+def township_user(township_id: str) -> str:
+    """The RabbitMQ user a township's system connects as."""
+    return f"{TOWNSHIP_USER_PREFIX}{township_id}"
+
+
+class Unidentified(ValueError):
+    """The message does not say (verifiably) who sent it."""
+
+
+@dataclass(frozen=True)
+class Publisher:
+    user: str
+    township_id: str | None  # None: the office
+
+    @property
+    def is_office(self) -> bool:
+        return self.township_id is None
+
+    def may_not_publish_about(self, unit_id: str, owning_township: str | None) -> str | None:
+        """Why this publisher may not publish about ``unit_id`` (in ``owning_township``), or None."""
+        if self.is_office or owning_township == self.township_id:
+            return None
+        where = f"township {owning_township}" if owning_township else "no township (city level)"
+        return (
+            f"township {self.township_id} may only publish about units in its own subtree; "
+            f"unit {unit_id} is in {where}"
+        )
+
+
+def identify(user_id: str | None, settings: IdentitySettings | None = None) -> Publisher:
+    """The publisher named by a message's broker-validated ``user_id`` property."""
+    offices = (settings or IdentitySettings()).offices
+    if not user_id:
+        raise Unidentified(
+            "the message has no user_id property: set it to the RabbitMQ user you connect as "
+            f"({TOWNSHIP_USER_PREFIX}<your township id>)"
+        )
+    if user_id in offices:
+        return Publisher(user_id, None)
+    if user_id.startswith(TOWNSHIP_USER_PREFIX) and len(user_id) > len(TOWNSHIP_USER_PREFIX):
+        return Publisher(user_id, user_id.removeprefix(TOWNSHIP_USER_PREFIX))
+    raise Unidentified(f"user {user_id!r} is neither a township system nor the office")
+
+
+def publisher_of(message: Any, settings: IdentitySettings | None = None) -> Publisher:
+    """The publisher of a FastStream ``RabbitMessage`` (or an aio-pika message); raises
+    ``shared.messaging.InvalidEvent`` if it cannot be identified."""
+    from shared.messaging import InvalidEvent
+
+    raw = getattr(message, "raw_message", message)
+    try:
+        return identify(getattr(raw, "user_id", None), settings)
+    except Unidentified as problem:
+        raise InvalidEvent(str(problem)) from problem
+
+
+def reply_queue(user: str) -> str:
+    """The durable queue on which a township system hears about every event it sent that
+    was refused (``wmsj township add`` declares it; only that township may read it)."""
+    return f"wmsj.replies.{user}"
