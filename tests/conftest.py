@@ -58,8 +58,11 @@ class Infra:
             "WMSJ_S3_ENDPOINT": self.s3_endpoint,
             "WMSJ_S3_ACCESS_KEY": self.s3_access_key,
             "WMSJ_S3_SECRET_KEY": self.s3_secret_key,
-            "WMSJ_S3_UPLOAD_BUCKET": f"{self.run_id}-uploads",
-            "WMSJ_S3_EVIDENCE_BUCKET": f"{self.run_id}-evidence",
+            # Fixed names, not one pair per run: every bucket is a SeaweedFS collection with
+            # volumes of its own, and a pair per run soon exhausts the server's volumes.
+            # Keys are content-addressed or random, so runs do not collide.
+            "WMSJ_S3_UPLOAD_BUCKET": "wmsj-test-uploads",
+            "WMSJ_S3_EVIDENCE_BUCKET": "wmsj-test-evidence",
             "WMSJ_RETENTION_DAYS": "1",
             "WMSJ_RETRY_MAX_DELAY_S": "1",
             "WMSJ_LOG_LEVEL": "INFO",
