@@ -73,17 +73,30 @@ def test_a_future_activity_can_be_published_with_its_capacity() -> None:
 
 
 def test_only_future_activities_can_be_published() -> None:
-    with pytest.raises(RefusedActivity, match="only future activities can be published"):
-        apply_published(planned(), publish(), STARTS, LATER)
-    with pytest.raises(RefusedActivity, match="only future activities can be published"):
-        apply_published(planned(), publish(), ENDS + timedelta(days=1), LATER)
+    for too_late in (STARTS, ENDS + timedelta(days=1)):
+        activity = apply_published(planned(), publish(), too_late, LATER)
+        assert activity is not None and activity.status == "planned"
+        assert activity.state(STARTS + timedelta(minutes=1)) == "planned"  # so never "ongoing"
+        assert activity.problems == [
+            f"only future activities can be published: published at {too_late.isoformat()}, "
+            f"the activity starts at {STARTS.isoformat()}"
+        ]
+    assert published().problems == []
 
 
 def test_a_publication_held_before_its_schedule_is_void_if_it_came_too_late() -> None:
     held = apply_published(None, publish(), STARTS + timedelta(minutes=1), LATER)
     assert held is not None and held.status == "awaiting-schedule"
     reconciled = apply_scheduled(held, schedule(), PLANNED, LATER)
-    assert reconciled is not None and reconciled.status == "planned"
+    assert reconciled is not None and reconciled.status == "planned" and reconciled.problems
+
+
+def test_a_reschedule_decides_whether_a_publication_was_in_time() -> None:
+    late = apply_published(planned(), publish(), STARTS + timedelta(hours=1), LATER)
+    moved = apply_scheduled(
+        late, schedule(starts=STARTS + timedelta(days=1)), PLANNED + timedelta(hours=1), LATER
+    )
+    assert moved is not None and moved.status == "published" and moved.problems == []
 
 
 def test_a_publication_held_before_its_schedule_is_reconciled() -> None:
@@ -100,8 +113,9 @@ def test_a_published_activity_is_ongoing_from_its_start_until_completed() -> Non
 
 
 def test_an_activity_completes_only_after_its_end_time() -> None:
-    with pytest.raises(RefusedActivity, match="completes only after its end time"):
-        apply_completed(published(), complete(), ENDS - timedelta(minutes=30), LATER)
+    early = apply_completed(published(), complete(ended=STARTS), ENDS - timedelta(minutes=30), LATER)
+    assert early is not None and early.status == "published"
+    assert early.problems and early.problems[0].startswith("an activity completes only after its end time")
     done = apply_completed(published(), complete(), ENDS + timedelta(minutes=10), LATER)
     assert done is not None and done.status == "completed" and done.state(LATER) == "completed"
 

@@ -10,19 +10,26 @@ content), and its status is *derived* from the parts. A part that arrives before
 schedule (a completion, a publication, a cancellation) is held, not refused, and reconciled
 when the schedule comes; the final state does not depend on the order of arrival.
 
-Rules (refused = the township gets ``wmsj.event.rejected.v1``; nothing is stored):
-- a statement dated in the future (past ``now`` + ``CLOCK_SKEW``) is refused: a wrong clock
-  would otherwise win every later "latest statement" comparison;
-- an activity belongs to one unit; a statement for it from another unit is refused;
-- only future activities can be published: a publication stated at or after the scheduled
-  start is refused when the schedule is known; held before its schedule, it is reconciled
-  as void (the activity stays "planned");
-- an activity completes only after its end time: a completion whose ``ended_at`` is after its
-  own event time is refused; one stated before the scheduled end is refused when the schedule
-  is known, and reconciled as void otherwise. What a completion records (volunteers, service
-  hours, people served) is required by the event contract; hours without volunteers are refused;
-- a cancellation and a completion are both facts a township may state; the later-stated one
-  decides, and a schedule stated after a cancellation revives the activity.
+Rules. Refused (the township gets ``wmsj.event.rejected.v1``; nothing is stored) when the
+event alone shows it is wrong:
+- a statement dated in the future (past ``now`` + ``CLOCK_SKEW``): a wrong clock would
+  otherwise win every later "latest statement" comparison;
+- a statement about an activity from another unit than the one it belongs to;
+- a completion whose ``ended_at`` is after its own event time (it completes only after its
+  end), or that reports service hours without volunteers. What a completion records —
+  volunteers, service hours, people served — is required by the event contract.
+
+Rules between parts are applied when the status is derived, never by refusing: a refusal
+would be judged against whatever schedule happened to have arrived, and a reschedule stated
+earlier but arriving later would then make the outcome depend on arrival order. So:
+- only future activities can be published: a publication stated at or after the (current)
+  scheduled start does not take effect — the activity stays "planned";
+- an activity completes only after its end time: a completion stated before the (current)
+  scheduled end does not take effect;
+- between a cancellation and a completion the later-stated decides; a schedule stated after
+  a cancellation revives the activity.
+Each part that does not take effect is listed, with the reason, in ``problems`` (and in the
+API), so the township sees why.
 """
 
 from __future__ import annotations
@@ -118,6 +125,18 @@ class Activity:
         return self.completion is None or _order(c) > _order(self.completion)
 
     @property
+    def problems(self) -> list[str]:
+        """Why a held or reported part does not take effect."""
+        if self.schedule is None:
+            return []
+        found = []
+        if self.publication is not None and (p := publication_problem(self.schedule, self.publication)):
+            found.append(p)
+        if self.completion is not None and (p := completion_problem(self.schedule, self.completion)):
+            found.append(p)
+        return found
+
+    @property
     def rescheduled(self) -> bool:
         first, last = self.first_schedule, self.schedule
         return (
@@ -203,8 +222,6 @@ def apply_published(
     _check_time(stated_at, now)
     base = _base(current, data.activity_id, data.unit_id)
     publication = Publication(capacity=data.capacity, stated_at=stated_at, stated=_stated(stated_at, data))
-    if base.schedule is not None and (problem := publication_problem(base.schedule, publication)):
-        raise RefusedActivity(problem)
     if base.publication is not None and _order(base.publication) >= _order(publication):
         return None
     return replace(base, publication=publication)
@@ -243,8 +260,6 @@ def apply_completed(
         stated_at=stated_at,
         stated=_stated(stated_at, data),
     )
-    if base.schedule is not None and (problem := completion_problem(base.schedule, completion)):
-        raise RefusedActivity(problem)
     if base.completion is not None and _order(base.completion) >= _order(completion):
         return None
     return replace(base, completion=completion)
