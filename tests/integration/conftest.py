@@ -20,7 +20,9 @@ APPS = ("registry", "activities", "evidence", "supervision")
 
 @pytest.fixture(scope="session")
 async def apps(service_env: dict[str, str]) -> AsyncIterator[dict[str, ModuleType]]:
-    modules = {name: importlib.import_module(f"services.{name}.app") for name in APPS}
+    # Services read their settings at import. A unit test (test_topology) may have imported
+    # them before ``service_env`` configured this process: import them again, configured.
+    modules = {name: importlib.reload(importlib.import_module(f"services.{name}.app")) for name in APPS}
     async with contextlib.AsyncExitStack() as stack:
         for module in modules.values():
             await stack.enter_async_context(module.service.running())
