@@ -287,7 +287,10 @@ def _attendance(
             HoursCreditedEvent(
                 id=derived_id(event.key, "hours-credited"),
                 source=service.bus.source,
-                time=at,
+                # When the figure was worked out: an attendance figure is restated whenever a
+                # check-in or check-out changes it (a late-arriving earlier check-in too), and
+                # the figure worked out last — from every statement known — is the one to keep.
+                time=max(at, datetime.now(UTC)),
                 subject=data.volunteer_id,
                 data=HoursCredited(
                     volunteer_id=data.volunteer_id,
@@ -306,8 +309,8 @@ def _attendance(
 def _attendance_credit(
     before: Roster | None, after: Roster | None, volunteer_id: str
 ) -> tuple[float, datetime, str] | None:
-    """The hours to credit when check-in/out changed them (a corrected check-out restates
-    them: the registry keeps the latest statement per volunteer and activity)."""
+    """The hours to credit when check-in/out changed them: a restatement of the volunteer's
+    attendance hours at this activity (the latest event time is the current figure)."""
     if after is None:
         return None
     was = before.of(volunteer_id) if before else None
