@@ -5,6 +5,7 @@ hours credited, and the monthly early warning (as an event and through the API).
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import secrets
 from collections.abc import Awaitable, Callable
@@ -373,3 +374,47 @@ async def test_the_monthly_warning_names_the_units_without_activity(
         calendar = (await http.get(f"/units/{active[0]}/calendar", params={"period": period})).json()
         assert [a["activity_id"] for a in calendar["activities"]] == [f"{tag}-a0"]
     assert not tap.matching(lambda e: isinstance(e, EventRejectedEvent) and (e.subject or "").startswith(tag))
+
+
+async def test_hours_added_after_the_fact_are_credited_only_with_another_approver(
+    apps: dict[str, ModuleType], township: TownshipClient, tap: Tap
+) -> None:
+    tag = "s" + secrets.token_hex(3)
+    at = datetime(2020, 6, 20, 8, 0, tzinfo=UTC)
+    fields = {"volunteer_id": f"{tag}-v1", "activity_id": f"{tag}-a", "unit_id": f"{tag}-u", "hours": 3.5}
+    approved = A.HoursSupplemented(**fields, approver_id="admin", evidence_id="e-123", reason="签到设备故障")  # type: ignore[arg-type]
+    event = new_event(A.HoursSupplementedEvent, approved, source="/townships/t", time=at)
+    await township.publish(event)
+    [credited] = await tap.wait_for(lambda e: isinstance(e, HoursCreditedEvent) and e.subject == f"{tag}-v1")
+    assert (credited.data.hours, credited.data.basis, credited.data.activity_id) == (
+        3.5,
+        "supplement",
+        f"{tag}-a",
+    )
+
+    self_approved = {**approved.model_dump(), "approver_id": f"{tag}-v1"}
+    body = {**event.model_dump(mode="json"), "id": secrets.token_hex(6), "data": self_approved}
+    await township.publish_raw(
+        json.dumps(body).encode(), routing_key=A.HoursSupplementedEvent.TYPE, message_id=body["id"]
+    )
+    [rejection] = await township.wait_for_rejections(1, timeout=30)
+    assert rejection.errors[0].message.endswith("a volunteer cannot approve their own hours")
+    async with api_client(apps["activities"]) as http:
+        assert (await http.get(f"/activities/{tag}-a")).status_code == 404  # hours only: no activity yet
+    roster = await apps["activities"].rosters.get(f"{tag}-a")
+    assert [s.approver_id for s in roster.supplements] == ["admin"]
+
+
+async def test_the_timer_issues_the_warning_only_from_the_configured_day(
+    apps: dict[str, ModuleType], township: TownshipClient, tap: Tap
+) -> None:
+    activities = apps["activities"]
+    tag = "d" + secrets.token_hex(3)
+    await register(township, tap, UnitRegistered(unit_id=f"{tag}-u", name="村", kind=UnitKind.VILLAGE))
+    await eventually(lambda: _known(activities, f"{tag}-u"))
+    early = datetime(2018, 5, activities.settings.warning_from_day - 1, 4, tzinfo=UTC)
+    await activities.tick(early)
+    assert await activities.warnings.last("2018-05") is None
+    await activities.tick(early + timedelta(days=1))
+    issued = await activities.warnings.last("2018-05")
+    assert issued is not None and f"{tag}-u" in issued
