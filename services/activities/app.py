@@ -349,39 +349,48 @@ async def escalate_due(now: datetime) -> list[OrderEscalatedEvent]:
     escalated: list[OrderEscalatedEvent] = []
     for order_id in await orders.due(now):
         for _ in range(50):  # one level per round; the tree is far shallower than this
-            order = await orders.get(order_id)
-            if order is None:
-                break
-            holder = view(order, ACCEPT_WITHIN).handler_id
-            parent = await units.parent_of(holder) if holder else None
-            due = due_escalation(order, ACCEPT_WITHIN, {holder: parent}.get, now)
-            if due is None:
-                break
-            level = len(view(order, ACCEPT_WITHIN).escalations) + 1
-            event = OrderEscalatedEvent(
-                id=derived_id(f"order:{order_id}", f"escalated:{level}:{due.from_unit_id}"),
-                source=service.bus.source,
-                time=due.at,
-                subject=order_id,
-                data=OrderEscalated(
-                    order_id=order_id, from_unit_id=due.from_unit_id, to_unit_id=due.to_unit_id, level=level
-                ),
-            )
-
-            async def effect(
-                session: AsyncClientSession, event: OrderEscalatedEvent = event
-            ) -> list[CloudEvent[Any]]:
-                current = await orders.get(event.data.order_id, session)
-                updated = add_statement(current, event.data.order_id, "escalated", event.data, event.time)
-                if updated is None or len(view(updated, ACCEPT_WITHIN).escalations) != event.data.level:
-                    return []  # accepted meanwhile: the escalation would change nothing
-                await orders.put(updated, view(updated, ACCEPT_WITHIN), session)
-                return [event]
-
-            if not await service.process(event, effect):
+            event = await _escalate_once(order_id, now)
+            if event is None:
                 break
             escalated.append(event)
     return escalated
+
+
+async def _escalate_once(order_id: str, now: datetime) -> OrderEscalatedEvent | None:
+    order = await orders.get(order_id)
+    if order is None:
+        return None
+    before = view(order, ACCEPT_WITHIN)
+    parent = await units.parent_of(before.handler_id) if before.handler_id else None
+    due = due_escalation(order, ACCEPT_WITHIN, {before.handler_id: parent}.get, now)
+    if due is None:
+        return None
+    level = len(before.escalations) + 1
+    # The id names the step, so a second timer (or a retry) escalating the same step is a
+    # duplicate the inbox ignores.
+    event = OrderEscalatedEvent(
+        id=derived_id(f"order:{order_id}", f"escalated:{level}:{due.from_unit_id}"),
+        source=service.bus.source,
+        time=due.at,
+        subject=order_id,
+        data=OrderEscalated(
+            order_id=order_id, from_unit_id=due.from_unit_id, to_unit_id=due.to_unit_id, level=level
+        ),
+    )
+    done: list[OrderEscalatedEvent] = []
+
+    async def effect(session: AsyncClientSession) -> list[CloudEvent[Any]]:
+        done.clear()  # a retried transaction starts again
+        current = await orders.get(order_id, session)
+        updated = add_statement(current, order_id, "escalated", event.data, event.time)
+        if updated is None or len(view(updated, ACCEPT_WITHIN).escalations) != level:
+            return []  # accepted (or escalated) meanwhile: this step changes nothing
+        await orders.put(updated, view(updated, ACCEPT_WITHIN), session)
+        done.append(event)
+        return [event]
+
+    await service.process(event, effect)
+    return done[0] if done else None
 
 
 async def issue_monthly_warning(period: str, now: datetime) -> MonthlyWarningEvent | None:
