@@ -47,6 +47,7 @@ def router(stores: Stores, accept_within: timedelta) -> APIRouter:
             **asdict(activity),
             "status": activity.state(now),
             "rescheduled": activity.rescheduled,
+            "problems": activity.problems,  # parts that do not take effect, and why
         }
         if activity.schedule is not None:
             unit = await stores.units.get(activity.unit_id)

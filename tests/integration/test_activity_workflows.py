@@ -203,7 +203,7 @@ async def test_a_shuffled_duplicated_month_through_the_broker_ends_in_the_in_ord
 
     async with api_client(activities) as http:
         a4 = (await http.get(f"/activities/{tag}-a4")).json()
-        assert a4["status"] == "cancelled"
+        assert (a4["status"], a4["problems"]) == ("cancelled", [])
         a0 = (await http.get(f"/activities/{tag}-a0")).json()
         assert a0["status"] == "completed"
         assert a0["volunteers"]["capacity"] == 2 and len(a0["volunteers"]["confirmed"]) == 2
@@ -418,3 +418,36 @@ async def test_the_timer_issues_the_warning_only_from_the_configured_day(
     await activities.tick(early + timedelta(days=1))
     issued = await activities.warnings.last("2018-05")
     assert issued is not None and f"{tag}-u" in issued
+
+
+async def test_a_publication_after_the_start_does_not_take_effect_and_the_api_says_why(
+    apps: dict[str, ModuleType], township: TownshipClient, tap: Tap
+) -> None:
+    aid = "l-" + secrets.token_hex(4)
+    starts = datetime(2020, 6, 10, 1, 0, tzinfo=UTC)
+    plan = ActivityScheduled(
+        activity_id=aid, unit_id="l-u", title="宣讲", starts_at=starts, ends_at=starts + timedelta(hours=2)
+    )
+    late = A.ActivityPublished(activity_id=aid, unit_id="l-u", capacity=5)
+    # The publication arrives first (held), the schedule after: reconciled, not refused.
+    await township.publish(
+        new_event(A.ActivityPublishedEvent, late, source="/townships/l", time=starts + timedelta(hours=1))
+    )
+    await township.publish(
+        new_event(ActivityScheduledEvent, plan, source="/townships/l", time=starts - timedelta(days=2))
+    )
+    await tap.wait_for(lambda e: e.subject == aid)
+    await eventually(lambda: _has_publication(apps["activities"], aid))
+    async with api_client(apps["activities"]) as http:
+        view = (await http.get(f"/activities/{aid}")).json()
+    assert view["status"] == "planned"
+    assert view["problems"] == [
+        "only future activities can be published: published at 2020-06-10T02:00:00+00:00, "
+        "the activity starts at 2020-06-10T01:00:00+00:00"
+    ]
+    assert township.rejections == []
+
+
+async def _has_publication(activities: ModuleType, activity_id: str) -> bool:
+    activity = await activities.activities.get(activity_id)
+    return activity is not None and activity.publication is not None and activity.schedule is not None

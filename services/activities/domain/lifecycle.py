@@ -20,8 +20,8 @@ event alone shows it is wrong:
   volunteers, service hours, people served — is required by the event contract.
 
 Rules between parts are applied when the status is derived, never by refusing: a refusal
-would be judged against whatever schedule happened to have arrived, and a reschedule stated
-earlier but arriving later would then make the outcome depend on arrival order. So:
+would be judged against whatever schedule happened to have arrived, and a reschedule arriving
+after it would then make the outcome depend on arrival order. So:
 - only future activities can be published: a publication stated at or after the (current)
   scheduled start does not take effect — the activity stays "planned";
 - an activity completes only after its end time: a completion stated before the (current)
