@@ -8,7 +8,7 @@ import contextlib
 import json
 import logging
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +74,8 @@ class Service:
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     publishes: list[type[CloudEvent[Any]]] = field(default_factory=list)
     readiness: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Long-running tasks (timers) run while the service runs, started after the consumers.
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.broker = make_broker(self.settings.amqp_url, self.name, self.settings.prefetch)
@@ -162,13 +164,16 @@ class Service:
             await hook()
         await self.broker.start()
         relay = asyncio.create_task(self.outbox.run_forever(), name=f"{self.name}-outbox")
+        tasks = [relay, *(asyncio.create_task(run(), name=f"{self.name}-task") for run in self.background)]
         logging.getLogger(f"wmsj.{self.name}").info("started")
         try:
             yield
         finally:
-            relay.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await relay
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await self.broker.stop()
             await self.mongo.close()
 

@@ -52,6 +52,7 @@ EVIDENCE_INGRESS = _service_queue("evidence.ingress")
 REGISTRY_EVENTS = _service_queue("registry.events")
 EVIDENCE_EVENTS = _service_queue("evidence.events")
 SUPERVISION_EVENTS = _service_queue("supervision.events")
+ACTIVITIES_EVENTS = _service_queue("activities.events")
 DEAD_LETTERS = RabbitQueue("wmsj.dead-letters", durable=True, queue_type=QueueType.QUORUM)
 
 
@@ -63,6 +64,7 @@ def _office_buffer(name: str) -> RabbitQueue:
 
 OFFICE_SCORES = _office_buffer("office.scores")
 OFFICE_REJECTIONS = _office_buffer("office.rejections")
+OFFICE_WARNINGS = _office_buffer("office.warnings")
 
 BINDINGS: list[tuple[RabbitQueue, RabbitExchange, tuple[str, ...]]] = [
     (REGISTRY_INGRESS, INGRESS, ("wmsj.unit.registered.*", "wmsj.volunteer.registered.*")),
@@ -71,7 +73,18 @@ BINDINGS: list[tuple[RabbitQueue, RabbitExchange, tuple[str, ...]]] = [
     (
         ACTIVITIES_INGRESS,
         INGRESS,
-        ("wmsj.activity.scheduled.*", "wmsj.activity.completed.*", "wmsj.projects.published.*"),
+        (
+            "wmsj.activity.scheduled.*",
+            "wmsj.activity.completed.*",
+            "wmsj.projects.published.*",
+            "wmsj.activity.published.*",
+            "wmsj.activity.cancelled.*",
+            "wmsj.order.placed.*",
+            "wmsj.order.dispatched.*",
+            "wmsj.order.answered.*",
+            "wmsj.order.rated.*",
+            "wmsj.attendance.*.*",
+        ),
     ),
     (EVIDENCE_INGRESS, INGRESS, ("wmsj.evidence.submitted.*",)),
     (
@@ -89,6 +102,11 @@ BINDINGS: list[tuple[RabbitQueue, RabbitExchange, tuple[str, ...]]] = [
     (OFFICE_SCORES, EVENTS, ("wmsj.score.updated.*",)),
     (OFFICE_REJECTIONS, EVENTS, ("wmsj.event.rejected.*",)),
     (DEAD_LETTERS, DEAD_LETTER, ("",)),
+    # Activities learns the unit tree (escalation goes to a unit's parent; the monthly
+    # warning covers every known unit) from the registry's accepted facts.
+    (ACTIVITIES_EVENTS, EVENTS, ("wmsj.unit.registered.*",)),
+    # The office's early warnings: units falling behind, orders nobody accepted in time.
+    (OFFICE_WARNINGS, EVENTS, ("wmsj.monthly-warning.issued.*", "wmsj.order.escalated.*")),
 ]
 
 

@@ -1,32 +1,155 @@
-"""The activities service's HTTP API (read-only for now)."""
+"""The activities service's HTTP API (read-only): activities, calendars, the key project
+list, orders and the monthly early warning."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Any
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Query
 
-from services.activities.domain import Activity
-from services.activities.store import ActivityStore
+from services.activities.domain.attendance import places
+from services.activities.domain.lifecycle import Activity
+from services.activities.domain.months import in_month, units_without_activity
+from services.activities.domain.orders import view as order_view
+from services.activities.domain.projects import ListVersion, check_plan
+from services.activities.store import ActivityStore, OrderStore, ProjectListStore, RosterStore, UnitStore
+from shared.events import period_of
+
+PeriodQuery = Annotated[
+    str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM; default: this month")
+]
 
 
-def _view(activity: Activity) -> dict[str, Any]:
-    return {**asdict(activity), "status": activity.status}
+def _when(activity: Activity) -> datetime:
+    if activity.schedule is not None:
+        return activity.schedule.starts_at
+    assert activity.completion is not None  # in a month: scheduled or completed
+    return activity.completion.ended_at
 
 
-def router(activities: ActivityStore) -> APIRouter:
+@dataclass(frozen=True)
+class Stores:
+    activities: ActivityStore
+    project_lists: ProjectListStore
+    units: UnitStore
+    rosters: RosterStore
+    orders: OrderStore
+
+
+def router(stores: Stores, accept_within: timedelta) -> APIRouter:
     api = APIRouter(tags=["activities"])
+
+    async def view(activity: Activity, lists: list[ListVersion], now: datetime) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            **asdict(activity),
+            "status": activity.state(now),
+            "rescheduled": activity.rescheduled,
+            "problems": activity.problems,  # parts that do not take effect, and why
+        }
+        if activity.schedule is not None:
+            unit = await stores.units.get(activity.unit_id)
+            plan = check_plan(
+                lists,
+                activity.unit_id,
+                unit.get("kind") if unit else None,
+                activity.schedule.project_id,
+                activity.schedule.starts_at,
+                activity.schedule.stated_at,
+            )
+            out["plan"] = asdict(plan)
+        return out
+
+    async def calendar(period: str, unit_id: str | None) -> list[dict[str, Any]]:
+        now = datetime.now(UTC)
+        lists = await stores.project_lists.of_year(int(period[:4]))
+        found = [a for a in await stores.activities.in_period(period, unit_id) if in_month(a, period)]
+        found.sort(key=lambda a: (_when(a), a.activity_id))
+        return [await view(a, lists, now) for a in found]
 
     @api.get("/activities")
     async def list_activities(unit_id: str | None = None) -> list[dict[str, Any]]:
-        return [_view(a) for a in await activities.list(unit_id=unit_id)]
+        now = datetime.now(UTC)
+        lists = await stores.project_lists.all()
+        return [await view(a, lists, now) for a in await stores.activities.list(unit_id=unit_id)]
 
     @api.get("/activities/{activity_id}")
     async def get_activity(activity_id: str) -> dict[str, Any]:
-        activity = await activities.get(activity_id)
+        activity = await stores.activities.get(activity_id)
         if activity is None:
             raise HTTPException(404, f"no activity {activity_id}")
-        return _view(activity)
+        out = await view(activity, await stores.project_lists.all(), datetime.now(UTC))
+        roster = await stores.rosters.get(activity_id)
+        capacity = activity.publication.capacity if activity.publication else None
+        taken = places(roster, capacity)
+        out["volunteers"] = {
+            "capacity": capacity,
+            "confirmed": list(taken.confirmed),
+            "waitlist": list(taken.waitlist),
+            "attendance": [{**asdict(a), "hours": a.hours} for a in (roster.volunteers if roster else ())],
+            "supplements": [asdict(s) for s in (roster.supplements if roster else ())],
+        }
+        return out
+
+    @api.get("/units/{unit_id}/calendar")
+    async def unit_calendar(unit_id: str, period: PeriodQuery = None) -> dict[str, Any]:
+        """A unit's monthly calendar (月度活动安排)."""
+        period = period or period_of(datetime.now(UTC))
+        return {"unit_id": unit_id, "period": period, "activities": await calendar(period, unit_id)}
+
+    @api.get("/calendar")
+    async def city_calendar(period: PeriodQuery = None) -> dict[str, Any]:
+        """The city's calendar for a month, by key project (activities without one: "")."""
+        period = period or period_of(datetime.now(UTC))
+        by_project: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for activity in await calendar(period, None):
+            project_id = (activity.get("schedule") or {}).get("project_id") or ""
+            by_project[project_id].append(activity)
+        return {
+            "period": period,
+            "projects": [
+                {
+                    "project_id": project_id,
+                    "theme": next((a["plan"]["theme"] for a in acts if a.get("plan", {}).get("theme")), None),
+                    "activities": acts,
+                }
+                for project_id, acts in sorted(by_project.items())
+            ],
+        }
+
+    @api.get("/warnings/monthly")
+    async def monthly_warning(period: PeriodQuery = None) -> dict[str, Any]:
+        """The units with nothing scheduled or completed in the month (so far)."""
+        period = period or period_of(datetime.now(UTC))
+        known = [u["_id"] for u in await stores.units.all()]
+        missing = units_without_activity(known, await stores.activities.in_period(period), period)
+        return {"period": period, "units_known": len(known), "unit_ids": missing}
+
+    @api.get("/projects/{year}")
+    async def project_list(year: int) -> list[dict[str, Any]]:
+        """Every version of a year's key project list."""
+        return [
+            {
+                "year": v.year,
+                "version": v.version,
+                "published_at": v.published_at,
+                "projects": [p.model_dump(mode="json") for p in v.projects],
+            }
+            for v in await stores.project_lists.of_year(year)
+        ]
+
+    @api.get("/orders/{order_id}")
+    async def get_order(order_id: str) -> dict[str, Any]:
+        order = await stores.orders.get(order_id)
+        if order is None:
+            raise HTTPException(404, f"no order {order_id}")
+        first = order_view(order, accept_within)
+        done = False
+        if first.activity_id:
+            activity = await stores.activities.get(first.activity_id)
+            done = activity is not None and activity.status == "completed"
+        return asdict(order_view(order, accept_within, activity_completed=done))
 
     return api

@@ -1,12 +1,25 @@
-"""Activities service: volunteer activities scheduled and run against the key project list.
+"""Activities service: the key project list, volunteer activities run against it, the 四单
+workflow and volunteers' hours.
 
-Reads township submissions from ``activities.ingress``; accepted schedules and completions
-are stored and re-published on ``wmsj.events`` for supervision.
+Reads township and office submissions from ``activities.ingress`` and the unit tree (accepted
+``unit.registered`` facts) from ``activities.events``. Publishes on ``wmsj.events``:
+- the accepted key project list, schedules and completions (re-published, for supervision
+  and evidence);
+- ``volunteer.hours-credited`` (for the registry's ledger) from check-in/out and approved 补录;
+- ``order.escalated`` and ``monthly-warning.issued`` (for the office) from its two timers.
+
+Publications, cancellations, order statements and attendance are not re-published: no
+other service consumes them yet, and supervision's queue takes every ``wmsj.activity.*.*``
+type, so a type it does not know would only be refused there. Their effect is visible
+through this service's API and the events above.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
 
 from fastapi import FastAPI
 from faststream.middlewares import AckPolicy
@@ -14,59 +27,425 @@ from pydantic import Field
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from services.activities import api
-from services.activities.domain import RefusedActivity, apply_completed, apply_scheduled
+from services.activities.domain.attendance import (
+    RefusedAttendance,
+    Roster,
+    Supplement,
+    apply_attendance,
+    apply_supplement,
+)
+from services.activities.domain.lifecycle import (
+    RefusedActivity,
+    apply_cancelled,
+    apply_completed,
+    apply_published,
+    apply_scheduled,
+)
+from services.activities.domain.months import units_without_activity
+from services.activities.domain.orders import add_statement, due_escalation, view
+from services.activities.domain.projects import RefusedList, apply_list
 from services.activities.settings import ActivitiesSettings
-from services.activities.store import ActivityStore
+from services.activities.store import (
+    ActivityStore,
+    OrderStore,
+    ProjectListStore,
+    RosterStore,
+    UnitStore,
+    WarningStore,
+)
 from shared.events import (
+    CITY_TZ,
     ActivityCompletedEvent,
     ActivityScheduledEvent,
     CloudEvent,
     EventRejectedEvent,
+    HoursCredited,
+    HoursCreditedEvent,
+    ProjectListPublishedEvent,
+    UnitRegisteredEvent,
+    derived_id,
+    period_of,
+    statement,
+)
+from shared.events.activities import (
+    ActivityCancelledEvent,
+    ActivityPublishedEvent,
+    HoursSupplementedEvent,
+    MonthlyWarning,
+    MonthlyWarningEvent,
+    OrderAnsweredEvent,
+    OrderDispatchedEvent,
+    OrderEscalated,
+    OrderEscalatedEvent,
+    OrderPlacedEvent,
+    OrderRatedEvent,
+    VolunteerCheckedInEvent,
+    VolunteerCheckedOutEvent,
+    VolunteerSignedUpEvent,
+    VolunteerWithdrewEvent,
 )
 from shared.messaging import InvalidEvent, event_decoder
 from shared.service import Service
-from shared.topology import ACTIVITIES_INGRESS
+from shared.topology import ACTIVITIES_EVENTS, ACTIVITIES_INGRESS
 
-service = Service("activities", ActivitiesSettings())
+log = logging.getLogger("wmsj.activities")
+
+settings = ActivitiesSettings()
+service = Service("activities", settings)
 activities = ActivityStore(service.db)
-service.on_start.append(activities.ensure_indexes)
-service.documents_publishing(ActivityScheduledEvent, ActivityCompletedEvent, EventRejectedEvent)
+project_lists = ProjectListStore(service.db)
+units = UnitStore(service.db)
+rosters = RosterStore(service.db)
+orders = OrderStore(service.db)
+warnings = WarningStore(service.db)
+service.on_start += [activities.ensure_indexes, project_lists.ensure_indexes, orders.ensure_indexes]
+service.documents_publishing(
+    ProjectListPublishedEvent,
+    ActivityScheduledEvent,
+    ActivityCompletedEvent,
+    HoursCreditedEvent,
+    OrderEscalatedEvent,
+    MonthlyWarningEvent,
+    EventRejectedEvent,
+)
+ACCEPT_WITHIN = timedelta(hours=settings.order_accept_hours)
 
-ActivityEvent = Annotated[ActivityScheduledEvent | ActivityCompletedEvent, Field(discriminator="type")]
+LIFECYCLE = (ActivityScheduledEvent, ActivityCompletedEvent, ActivityPublishedEvent, ActivityCancelledEvent)
+ORDERS = (OrderPlacedEvent, OrderDispatchedEvent, OrderAnsweredEvent, OrderRatedEvent)
+ATTENDANCE = (
+    VolunteerSignedUpEvent,
+    VolunteerWithdrewEvent,
+    VolunteerCheckedInEvent,
+    VolunteerCheckedOutEvent,
+    HoursSupplementedEvent,
+)
+Submission = Annotated[
+    ProjectListPublishedEvent
+    | ActivityScheduledEvent
+    | ActivityCompletedEvent
+    | ActivityPublishedEvent
+    | ActivityCancelledEvent
+    | OrderPlacedEvent
+    | OrderDispatchedEvent
+    | OrderAnsweredEvent
+    | OrderRatedEvent
+    | VolunteerSignedUpEvent
+    | VolunteerWithdrewEvent
+    | VolunteerCheckedInEvent
+    | VolunteerCheckedOutEvent
+    | HoursSupplementedEvent,
+    Field(discriminator="type"),
+]
 
 
+# One consumer for the queue: competing consumers with different decoders would refuse
+# each other's messages.
 @service.broker.subscriber(
     ACTIVITIES_INGRESS,
-    decoder=event_decoder(ActivityScheduledEvent, ActivityCompletedEvent),
+    decoder=event_decoder(ProjectListPublishedEvent, *LIFECYCLE, *ORDERS, *ATTENDANCE),
     ack_policy=AckPolicy.REJECT_ON_ERROR,
     no_reply=True,
-    title="activities.ingress:activity",
+    title="activities.ingress:submission",
 )
-async def on_activity_event(event: ActivityEvent) -> None:
-    """A unit schedules an activity (安排活动) or reports it done (活动完成)."""
+async def on_submission(event: Submission) -> None:
+    """The office's key project list; a unit's activities, orders (四单) and attendance."""
+    if isinstance(event, ProjectListPublishedEvent):
+        effect = _project_list(event)
+    elif isinstance(event, LIFECYCLE):
+        effect = _lifecycle(event)
+    elif isinstance(event, ORDERS):
+        effect = _order(event)
+    else:
+        effect = _attendance(event)
+    await service.process(event, effect)
 
-    async def effect(session: AsyncClientSession) -> list[CloudEvent]:
+
+def _project_list(event: ProjectListPublishedEvent) -> Any:
+    async def effect(session: AsyncClientSession) -> list[CloudEvent[Any]]:
+        try:
+            version = apply_list(
+                await project_lists.of_year(event.data.year, session), event.data, event.time
+            )
+        except RefusedList as refusal:
+            raise InvalidEvent(str(refusal)) from refusal
+        if version is None:
+            return []
+        await project_lists.put(version, session)
+        return [service.accepted(event, subject=f"{version.year}:{version.version}")]
+
+    return effect
+
+
+def _lifecycle(
+    event: ActivityScheduledEvent | ActivityCompletedEvent | ActivityPublishedEvent | ActivityCancelledEvent,
+) -> Any:
+    async def effect(session: AsyncClientSession) -> list[CloudEvent[Any]]:
+        now = datetime.now(UTC)
         current = await activities.get(event.data.activity_id, session)
         try:
             if isinstance(event, ActivityScheduledEvent):
-                updated = apply_scheduled(current, event.data, event.time)
+                updated = apply_scheduled(current, event.data, event.time, now)
+            elif isinstance(event, ActivityCompletedEvent):
+                updated = apply_completed(current, event.data, event.time, now)
+            elif isinstance(event, ActivityPublishedEvent):
+                updated = apply_published(current, event.data, event.time, now)
             else:
-                updated = apply_completed(current, event.data, event.time)
+                updated = apply_cancelled(current, event.data, event.time, now)
         except RefusedActivity as refusal:
             raise InvalidEvent(str(refusal)) from refusal
         if updated is None:
             return []
         await activities.put(updated, session)
-        return [service.accepted(event, subject=updated.activity_id)]
+        if isinstance(event, ActivityScheduledEvent | ActivityCompletedEvent):
+            return [service.accepted(event, subject=updated.activity_id)]
+        return []
+
+    return effect
+
+
+def _order(event: OrderPlacedEvent | OrderDispatchedEvent | OrderAnsweredEvent | OrderRatedEvent) -> Any:
+    kinds = {
+        OrderPlacedEvent: "placed",
+        OrderDispatchedEvent: "dispatched",
+        OrderAnsweredEvent: "answered",
+        OrderRatedEvent: "rated",
+    }
+
+    async def effect(session: AsyncClientSession) -> list[CloudEvent[Any]]:
+        order_id = event.data.order_id
+        updated = add_statement(
+            await orders.get(order_id, session),
+            order_id,
+            kinds[type(event)],  # type: ignore[arg-type]
+            event.data,
+            event.time,
+        )
+        if updated is not None:
+            await orders.put(updated, view(updated, ACCEPT_WITHIN), session)
+        return []
+
+    return effect
+
+
+def _attendance(
+    event: VolunteerSignedUpEvent
+    | VolunteerWithdrewEvent
+    | VolunteerCheckedInEvent
+    | VolunteerCheckedOutEvent
+    | HoursSupplementedEvent,
+) -> Any:
+    actions = {
+        VolunteerSignedUpEvent: "signed-up",
+        VolunteerWithdrewEvent: "withdrawn",
+        VolunteerCheckedInEvent: "checked-in",
+        VolunteerCheckedOutEvent: "checked-out",
+    }
+
+    async def effect(session: AsyncClientSession) -> list[CloudEvent[Any]]:
+        data = event.data
+        if event.time > datetime.now(UTC) + timedelta(minutes=5):
+            raise InvalidEvent(f"the event is dated {event.time.isoformat()}, in the future")
+        activity = await activities.get(data.activity_id, session)
+        if activity is not None and activity.unit_id != data.unit_id:
+            raise InvalidEvent(
+                f"activity {data.activity_id} belongs to unit {activity.unit_id}, not {data.unit_id}"
+            )
+        current = await rosters.get(data.activity_id, session)
+        try:
+            if isinstance(event, HoursSupplementedEvent):
+                supplement = Supplement(
+                    key=event.key,
+                    volunteer_id=event.data.volunteer_id,
+                    hours=event.data.hours,
+                    approver_id=event.data.approver_id,
+                    evidence_id=event.data.evidence_id,
+                    reason=event.data.reason,
+                    at=event.time,
+                )
+                updated = apply_supplement(current, data.unit_id, supplement, data.activity_id)
+                credit = (supplement.hours, event.time, "supplement") if updated else None
+            else:
+                action = actions[type(event)]
+                updated = apply_attendance(
+                    current,
+                    data.activity_id,
+                    data.unit_id,
+                    data.volunteer_id,
+                    action,  # type: ignore[arg-type]
+                    event.time,
+                )
+                credit = _attendance_credit(current, updated, data.volunteer_id)
+        except RefusedAttendance as refusal:
+            raise InvalidEvent(str(refusal)) from refusal
+        if updated is None:
+            return []
+        await rosters.put(updated, session)
+        if credit is None:
+            return []
+        hours, at, basis = credit
+        return [
+            HoursCreditedEvent(
+                id=derived_id(event.key, "hours-credited"),
+                source=service.bus.source,
+                # When the figure was worked out: an attendance figure is restated whenever a
+                # check-in or check-out changes it (a late-arriving earlier check-in too), and
+                # the figure worked out last — from every statement known — is the one to keep.
+                time=max(at, datetime.now(UTC)),
+                subject=data.volunteer_id,
+                data=HoursCredited(
+                    volunteer_id=data.volunteer_id,
+                    activity_id=data.activity_id,
+                    unit_id=data.unit_id,
+                    hours=hours,
+                    credited_at=at,
+                    basis=basis,  # type: ignore[arg-type]
+                ),
+            )
+        ]
+
+    return effect
+
+
+def _attendance_credit(
+    before: Roster | None, after: Roster | None, volunteer_id: str
+) -> tuple[float, datetime, str] | None:
+    """The hours to credit when check-in/out changed them: a restatement of the volunteer's
+    attendance hours at this activity (the latest event time is the current figure)."""
+    if after is None:
+        return None
+    was = before.of(volunteer_id) if before else None
+    now = after.of(volunteer_id)
+    if now is None or now.hours is None or (was is not None and was.hours == now.hours):
+        return None
+    assert now.checked_out_at is not None
+    return now.hours, now.checked_out_at, "attendance"
+
+
+# ----------------------------------------------------------------------------- the unit tree
+
+
+@service.broker.subscriber(
+    ACTIVITIES_EVENTS,
+    decoder=event_decoder(UnitRegisteredEvent),
+    ack_policy=AckPolicy.REJECT_ON_ERROR,
+    no_reply=True,
+    title="activities.events:unit-registered",
+)
+async def on_unit(event: UnitRegisteredEvent) -> None:
+    """The registry accepted a unit: learn its parent (escalation) and that it exists (warning)."""
+
+    async def effect(session: AsyncClientSession) -> list[CloudEvent[Any]]:
+        await units.put(event.data.model_dump(mode="json"), statement(event.time, event.data), session)
+        return []
 
     await service.process(event, effect)
 
 
+# ----------------------------------------------------------------------------- timers
+
+
+async def escalate_due(now: datetime) -> list[OrderEscalatedEvent]:
+    """Escalate every order nobody accepted in time, as of ``now`` (the timer's clock)."""
+    escalated: list[OrderEscalatedEvent] = []
+    for order_id in await orders.due(now):
+        for _ in range(50):  # one level per round; the tree is far shallower than this
+            event = await _escalate_once(order_id, now)
+            if event is None:
+                break
+            escalated.append(event)
+    return escalated
+
+
+async def _escalate_once(order_id: str, now: datetime) -> OrderEscalatedEvent | None:
+    order = await orders.get(order_id)
+    if order is None:
+        return None
+    before = view(order, ACCEPT_WITHIN)
+    parent = await units.parent_of(before.handler_id) if before.handler_id else None
+    due = due_escalation(order, ACCEPT_WITHIN, {before.handler_id: parent}.get, now)
+    if due is None:
+        return None
+    level = len(before.escalations) + 1
+    # The id names the step, so a second timer (or a retry) escalating the same step is a
+    # duplicate the inbox ignores.
+    event = OrderEscalatedEvent(
+        id=derived_id(f"order:{order_id}", f"escalated:{level}:{due.from_unit_id}"),
+        source=service.bus.source,
+        time=due.at,
+        subject=order_id,
+        data=OrderEscalated(
+            order_id=order_id, from_unit_id=due.from_unit_id, to_unit_id=due.to_unit_id, level=level
+        ),
+    )
+    done: list[OrderEscalatedEvent] = []
+
+    async def effect(session: AsyncClientSession) -> list[CloudEvent[Any]]:
+        done.clear()  # a retried transaction starts again
+        current = await orders.get(order_id, session)
+        updated = add_statement(current, order_id, "escalated", event.data, event.time)
+        if updated is None or len(view(updated, ACCEPT_WITHIN).escalations) != level:
+            return []  # accepted (or escalated) meanwhile: this step changes nothing
+        await orders.put(updated, view(updated, ACCEPT_WITHIN), session)
+        done.append(event)
+        return [event]
+
+    await service.process(event, effect)
+    return done[0] if done else None
+
+
+async def issue_monthly_warning(period: str, now: datetime) -> MonthlyWarningEvent | None:
+    """Warn about the units with nothing scheduled or completed in ``period`` as of ``now``;
+    None when the list is the one already issued."""
+    known = [u["_id"] for u in await units.all()]
+    missing = units_without_activity(known, await activities.in_period(period), period)
+    if await warnings.last(period) == missing:
+        return None
+    event = MonthlyWarningEvent(
+        id=derived_id(f"monthly-warning:{period}", f"{now.isoformat()}:{','.join(missing)}"),
+        source=service.bus.source,
+        time=now,
+        subject=period,
+        data=MonthlyWarning(period=period, as_of=now, unit_ids=missing, units_known=len(known)),
+    )
+
+    async def effect(session: AsyncClientSession) -> list[CloudEvent[Any]]:
+        await warnings.put(period, missing, now, session)
+        return [event]
+
+    await service.process(event, effect)
+    return event
+
+
+async def tick(now: datetime) -> None:
+    """One round of both timers."""
+    await escalate_due(now)
+    if now.astimezone(CITY_TZ).day >= settings.warning_from_day:
+        await issue_monthly_warning(period_of(now), now)
+
+
+async def run_timers() -> None:
+    while True:
+        await asyncio.sleep(settings.timer_interval_s)
+        try:
+            await tick(datetime.now(UTC))
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # the next round tries again
+            log.warning("timer round failed: %s", error)
+
+
+service.background.append(run_timers)
+
+
 def create_app() -> FastAPI:
     def routes(app: FastAPI) -> None:
-        app.include_router(api.router(activities))
+        app.include_router(
+            api.router(api.Stores(activities, project_lists, units, rosters, orders), ACCEPT_WITHIN)
+        )
 
     return service.http_app("wmsj activities", routes)
 
 
-asyncapi = service.asyncapi("Volunteer activities scheduled and run against the key project list.")
+asyncapi = service.asyncapi(
+    "The key project list, volunteer activities against it, the 四单 workflow and volunteers' hours."
+)

@@ -3,3 +3,10 @@ from shared.settings import CommonSettings
 
 class ActivitiesSettings(CommonSettings):
     http_port: int = 8002
+    # 四单: an order not accepted within this time escalates to the level above.
+    order_accept_hours: float = 48
+    # The early warning is issued from this day of the month on (earlier, most units have
+    # simply not got round to it yet), and re-issued whenever its list of units changes.
+    warning_from_day: int = 20
+    # How often the timers (escalation, early warning) look.
+    timer_interval_s: float = 60

@@ -136,3 +136,213 @@ class HoursCreditedEvent(CloudEvent[HoursCredited]):
     """Service hours credited to a volunteer (feeds the registry's service-hours ledger)."""
 
     type: Literal["wmsj.volunteer.hours-credited.v1"] = "wmsj.volunteer.hours-credited.v1"
+
+
+# ----------------------------------------------------------------- activity lifecycle
+# planned (scheduled) → published → ongoing → completed, or cancelled. Rescheduling is a new
+# ``wmsj.activity.scheduled.v1`` statement for the same activity: the latest statement wins.
+
+
+class ActivityPublished(Data):
+    """The unit publishes a planned activity and recruits volunteers for it (发布招募)."""
+
+    activity_id: Id
+    unit_id: Id
+    capacity: int = Field(ge=1, le=100_000, description="Volunteers wanted; later sign-ups are waitlisted.")
+
+
+class ActivityPublishedEvent(CloudEvent[ActivityPublished]):
+    """A planned activity is published for volunteers to sign up; only future activities can be."""
+
+    type: Literal["wmsj.activity.published.v1"] = "wmsj.activity.published.v1"
+    PUBLISHED_BY = "township"
+
+
+class ActivityCancelled(Data):
+    """The unit calls the activity off (取消活动). A later ``scheduled`` revives it."""
+
+    activity_id: Id
+    unit_id: Id
+    reason: str = Field(default="", max_length=500)
+
+
+class ActivityCancelledEvent(CloudEvent[ActivityCancelled]):
+    """An activity is cancelled."""
+
+    type: Literal["wmsj.activity.cancelled.v1"] = "wmsj.activity.cancelled.v1"
+    PUBLISHED_BY = "township"
+
+
+# ----------------------------------------------------------------- 四单: order, dispatch, accept, rate
+
+
+class OrderPlaced(Data):
+    """A resident or a village orders a service (点单) from a practice station, institute or
+    the centre: ``unit_id`` is the first level that handles it."""
+
+    order_id: Id
+    requester_id: Id = Field(description="The resident's id, or the village's unit id.")
+    requester_kind: Literal["resident", "village"]
+    unit_id: Id = Field(description="The unit the order is placed with (站/所/中心).")
+    need: str = Field(min_length=1, max_length=500)
+    project_id: Id | None = None
+
+
+class OrderPlacedEvent(CloudEvent[OrderPlaced]):
+    """A service is ordered (点单)."""
+
+    type: Literal["wmsj.order.placed.v1"] = "wmsj.order.placed.v1"
+    PUBLISHED_BY = "township"
+
+
+class OrderDispatched(Data):
+    """The unit holding the order (the centre or an institute) dispatches it to a team (派单)."""
+
+    order_id: Id
+    dispatcher_id: Id
+    team_id: Id
+
+
+class OrderDispatchedEvent(CloudEvent[OrderDispatched]):
+    """An order is dispatched to a volunteer team (派单)."""
+
+    type: Literal["wmsj.order.dispatched.v1"] = "wmsj.order.dispatched.v1"
+    PUBLISHED_BY = "township"
+
+
+class OrderAnswered(Data):
+    """The team accepts the order, naming the activity that will serve it, or declines (接单)."""
+
+    order_id: Id
+    team_id: Id
+    accepted: bool
+    activity_id: Id | None = Field(default=None, description="Required when accepted.")
+    reason: str = Field(default="", max_length=500)
+
+    @model_validator(mode="after")
+    def _activity_when_accepted(self) -> OrderAnswered:
+        if self.accepted and self.activity_id is None:
+            raise ValueError("an accepted order names the activity_id that will serve it")
+        return self
+
+
+class OrderAnsweredEvent(CloudEvent[OrderAnswered]):
+    """A team accepts or declines a dispatched order (接单)."""
+
+    type: Literal["wmsj.order.answered.v1"] = "wmsj.order.answered.v1"
+    PUBLISHED_BY = "township"
+
+
+class OrderRated(Data):
+    """The requester rates the service once its activity is completed (评单)."""
+
+    order_id: Id
+    requester_id: Id
+    rating: int = Field(ge=1, le=5)
+    comment: str = Field(default="", max_length=1000)
+
+
+class OrderRatedEvent(CloudEvent[OrderRated]):
+    """The requester rates a served order (评单)."""
+
+    type: Literal["wmsj.order.rated.v1"] = "wmsj.order.rated.v1"
+    PUBLISHED_BY = "township"
+
+
+class OrderEscalated(Data):
+    """Nobody accepted the order in time at ``from_unit_id``: it moves to the level above."""
+
+    order_id: Id
+    from_unit_id: Id
+    to_unit_id: Id
+    level: int = Field(ge=1, description="How many times the order has been escalated.")
+
+
+class OrderEscalatedEvent(CloudEvent[OrderEscalated]):
+    """An order nobody accepted in time escalates to the level above (time = its deadline)."""
+
+    type: Literal["wmsj.order.escalated.v1"] = "wmsj.order.escalated.v1"
+
+
+# ----------------------------------------------------------------- volunteers at activities
+# Sign-up, check-in and check-out happen at the event's ``time``.
+
+
+class VolunteerAttendance(Data):
+    """A volunteer signs up for, withdraws from, checks in to or checks out of an activity."""
+
+    activity_id: Id
+    unit_id: Id
+    volunteer_id: Id
+
+
+class VolunteerSignedUpEvent(CloudEvent[VolunteerAttendance]):
+    """A volunteer signs up (报名); beyond the capacity they are waitlisted, in sign-up order."""
+
+    type: Literal["wmsj.attendance.signed-up.v1"] = "wmsj.attendance.signed-up.v1"
+    PUBLISHED_BY = "township"
+
+
+class VolunteerWithdrewEvent(CloudEvent[VolunteerAttendance]):
+    """A volunteer withdraws a sign-up; the first on the waitlist moves up."""
+
+    type: Literal["wmsj.attendance.withdrawn.v1"] = "wmsj.attendance.withdrawn.v1"
+    PUBLISHED_BY = "township"
+
+
+class VolunteerCheckedInEvent(CloudEvent[VolunteerAttendance]):
+    """A volunteer checks in at the activity (签到)."""
+
+    type: Literal["wmsj.attendance.checked-in.v1"] = "wmsj.attendance.checked-in.v1"
+    PUBLISHED_BY = "township"
+
+
+class VolunteerCheckedOutEvent(CloudEvent[VolunteerAttendance]):
+    """A volunteer checks out (签退): the hours since check-in are credited."""
+
+    type: Literal["wmsj.attendance.checked-out.v1"] = "wmsj.attendance.checked-out.v1"
+    PUBLISHED_BY = "township"
+
+
+class HoursSupplemented(Data):
+    """Hours added after the fact (补录), approved by someone other than the volunteer, with
+    evidence (an evidence id from the evidence service)."""
+
+    volunteer_id: Id
+    activity_id: Id
+    unit_id: Id
+    hours: float = Field(gt=0, le=24)
+    approver_id: Id
+    evidence_id: Id
+    reason: str = Field(min_length=1, max_length=500)
+
+    @model_validator(mode="after")
+    def _approved_by_another(self) -> HoursSupplemented:
+        if self.approver_id == self.volunteer_id:
+            raise ValueError("a volunteer cannot approve their own hours")
+        return self
+
+
+class HoursSupplementedEvent(CloudEvent[HoursSupplemented]):
+    """Approved hours added after the fact (补录)."""
+
+    type: Literal["wmsj.attendance.hours-supplemented.v1"] = "wmsj.attendance.hours-supplemented.v1"
+    PUBLISHED_BY = "township"
+
+
+# ----------------------------------------------------------------- monthly early warning
+
+
+class MonthlyWarning(Data):
+    """The units with nothing scheduled or completed in the month so far (月月有活动 at risk)."""
+
+    period: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", examples=["2020-06"])
+    as_of: AwareDatetime
+    unit_ids: list[Id]
+    units_known: int = Field(ge=0)
+
+
+class MonthlyWarningEvent(CloudEvent[MonthlyWarning]):
+    """Early warning: units without any activity this month (re-issued when the list changes)."""
+
+    type: Literal["wmsj.monthly-warning.issued.v1"] = "wmsj.monthly-warning.issued.v1"

@@ -9,16 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.activities.domain import (
-    Activity,
-    RefusedActivity,
-    apply_completed,
-    apply_scheduled,
-)
+from services.activities.domain import Activity, RefusedActivity, lifecycle
 from shared.events import ActivityCompleted, ActivityScheduled
 
 T0 = datetime(2020, 6, 1, 1, 0, tzinfo=UTC)
 STARTS = datetime(2020, 6, 12, 1, 0, tzinfo=UTC)
+NOW = datetime(2020, 7, 1, tzinfo=UTC)  # the injected clock: after every statement here
 
 
 def scheduled(activity_id: str = "a1", unit_id: str = "u1", title: str = "理论宣讲") -> ActivityScheduled:
@@ -45,22 +41,35 @@ def at(hours: int) -> datetime:
     return T0 + timedelta(hours=hours)
 
 
+def after_end(hours: int) -> datetime:
+    """A moment after the scheduled end (completions are reported after it)."""
+    return STARTS + timedelta(hours=2 + hours)
+
+
+def apply_scheduled(current, data, stated_at):  # type: ignore[no-untyped-def]
+    return lifecycle.apply_scheduled(current, data, stated_at, NOW)
+
+
+def apply_completed(current, data, stated_at):  # type: ignore[no-untyped-def]
+    return lifecycle.apply_completed(current, data, stated_at, NOW)
+
+
 def test_a_schedule_creates_a_scheduled_activity():
     activity = apply_scheduled(None, scheduled(), at(0))
     assert activity is not None
-    assert (activity.activity_id, activity.unit_id, activity.status) == ("a1", "u1", "scheduled")
+    assert (activity.activity_id, activity.unit_id, activity.status) == ("a1", "u1", "planned")
     assert activity.schedule is not None and activity.schedule.stated_at == at(0)
 
 
 def test_a_completion_before_its_schedule_is_held():
-    activity = apply_completed(None, completed(), at(5))
+    activity = apply_completed(None, completed(), after_end(5))
     assert activity is not None
     assert activity.status == "completed-awaiting-schedule"
     assert activity.completion is not None and activity.completion.volunteers == 12
 
 
 def test_a_held_completion_is_reconciled_when_the_schedule_arrives():
-    held = apply_completed(None, completed(), at(5))
+    held = apply_completed(None, completed(), after_end(5))
     reconciled = apply_scheduled(held, scheduled(), at(0))
     assert reconciled is not None
     assert reconciled.status == "completed"
@@ -68,7 +77,7 @@ def test_a_held_completion_is_reconciled_when_the_schedule_arrives():
 
 
 def test_a_completion_after_its_schedule_completes_the_activity():
-    activity = apply_completed(apply_scheduled(None, scheduled(), at(0)), completed(), at(5))
+    activity = apply_completed(apply_scheduled(None, scheduled(), at(0)), completed(), after_end(5))
     assert activity is not None and activity.status == "completed"
 
 
@@ -82,7 +91,7 @@ def test_a_schedule_from_another_unit_is_refused():
 def test_a_completion_from_another_unit_is_refused():
     current = apply_scheduled(None, scheduled(unit_id="u1"), at(0))
     with pytest.raises(RefusedActivity) as refused:
-        apply_completed(current, completed(unit_id="u2"), at(5))
+        apply_completed(current, completed(unit_id="u2"), after_end(5))
     assert str(refused.value) == "activity a1 belongs to unit u1, not u2"
 
 
@@ -92,22 +101,28 @@ def test_a_duplicate_schedule_changes_nothing():
 
 
 def test_a_duplicate_completion_changes_nothing():
-    current = apply_completed(None, completed(), at(5))
-    assert apply_completed(current, completed(), at(5)) is None
+    current = apply_completed(None, completed(), after_end(5))
+    assert apply_completed(current, completed(), after_end(5)) is None
 
 
-def test_an_earlier_schedule_after_a_later_one_changes_nothing():
+def test_an_earlier_schedule_after_a_later_one_keeps_the_later_schedule():
     current = apply_scheduled(None, scheduled(title="改期后"), at(2))
-    assert apply_scheduled(current, scheduled(title="原计划"), at(1)) is None
+    updated = apply_scheduled(current, scheduled(title="原计划"), at(1))
+    assert updated is not None and updated.schedule == current.schedule  # type: ignore[union-attr]
+    # ... and it is remembered as the first plan, so a reschedule shows whatever the order.
+    assert updated.first_schedule is not None and updated.first_schedule.title == "原计划"
+    assert apply_scheduled(updated, scheduled(title="原计划"), at(1)) is None
 
 
 def test_an_earlier_completion_after_a_later_one_changes_nothing():
-    current = apply_completed(None, completed(volunteers=15), at(6))
-    assert apply_completed(current, completed(volunteers=9), at(5)) is None
+    current = apply_completed(None, completed(volunteers=15), after_end(6))
+    assert apply_completed(current, completed(volunteers=9), after_end(5)) is None
 
 
 def test_a_later_schedule_replaces_the_earlier_one_and_keeps_the_completion():
-    current = apply_completed(apply_scheduled(None, scheduled(title="原计划"), at(1)), completed(), at(5))
+    current = apply_completed(
+        apply_scheduled(None, scheduled(title="原计划"), at(1)), completed(), after_end(5)
+    )
     updated = apply_scheduled(current, scheduled(title="改期后"), at(2))
     assert updated is not None
     assert updated.schedule is not None and updated.schedule.title == "改期后"
@@ -145,8 +160,8 @@ def histories(draw: st.DrawFn) -> list[tuple[str, ActivityScheduled | ActivityCo
             title = draw(st.sampled_from(["理论宣讲", "移风易俗", "环境整治"]))
             events.append(("scheduled", scheduled(activity_id, unit_id, title), at(hour)))
         else:
-            volunteers = draw(st.integers(0, 30))
-            events.append(("completed", completed(activity_id, unit_id, volunteers), at(hour)))
+            volunteers = draw(st.integers(1, 30))
+            events.append(("completed", completed(activity_id, unit_id, volunteers), after_end(hour)))
     return events
 
 

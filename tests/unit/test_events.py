@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
+import shared.events.activities as A
 from shared.events import (
     ALL_EVENTS,
     CITY_TZ,
@@ -200,6 +201,56 @@ EXAMPLES: dict[str, CloudEvent[Any]] = {
                 errors=[FieldError(location="data.volunteers", message="Field required")],
                 rejected_by="activities",
             ),
+        ),
+        _envelope(A.ActivityPublishedEvent, A.ActivityPublished(activity_id="a1", unit_id="u1", capacity=20)),
+        _envelope(
+            A.ActivityCancelledEvent, A.ActivityCancelled(activity_id="a1", unit_id="u1", reason="暴雨")
+        ),
+        _envelope(
+            A.OrderPlacedEvent,
+            A.OrderPlaced(
+                order_id="o1", requester_id="r1", requester_kind="resident", unit_id="s1", need="老人助餐"
+            ),
+        ),
+        _envelope(A.OrderDispatchedEvent, A.OrderDispatched(order_id="o1", dispatcher_id="s1", team_id="t1")),
+        _envelope(
+            A.OrderAnsweredEvent,
+            A.OrderAnswered(order_id="o1", team_id="t1", accepted=True, activity_id="a1"),
+        ),
+        _envelope(A.OrderRatedEvent, A.OrderRated(order_id="o1", requester_id="r1", rating=5)),
+        _envelope(
+            A.OrderEscalatedEvent,
+            A.OrderEscalated(order_id="o1", from_unit_id="s1", to_unit_id="c1", level=1),
+        ),
+        _envelope(
+            A.VolunteerSignedUpEvent, A.VolunteerAttendance(activity_id="a1", unit_id="u1", volunteer_id="v1")
+        ),
+        _envelope(
+            A.VolunteerWithdrewEvent, A.VolunteerAttendance(activity_id="a1", unit_id="u1", volunteer_id="v1")
+        ),
+        _envelope(
+            A.VolunteerCheckedInEvent,
+            A.VolunteerAttendance(activity_id="a1", unit_id="u1", volunteer_id="v1"),
+        ),
+        _envelope(
+            A.VolunteerCheckedOutEvent,
+            A.VolunteerAttendance(activity_id="a1", unit_id="u1", volunteer_id="v1"),
+        ),
+        _envelope(
+            A.HoursSupplementedEvent,
+            A.HoursSupplemented(
+                volunteer_id="v1",
+                activity_id="a1",
+                unit_id="u1",
+                hours=2,
+                approver_id="admin1",
+                evidence_id="e1",
+                reason="签到设备故障",
+            ),
+        ),
+        _envelope(
+            A.MonthlyWarningEvent,
+            A.MonthlyWarning(period="2020-06", as_of=AT, unit_ids=["u2"], units_known=3),
         ),
     )
 }
