@@ -339,7 +339,7 @@ async def test_the_monthly_warning_names_the_units_without_activity(
 ) -> None:
     tag = "w" + secrets.token_hex(3)
     names = [f"{tag}-u{n}" for n in range(6)]
-    await register(township, tap, *(UnitRegistered(unit_id=u, name=u, kind=UnitKind.VILLAGE) for u in names))
+    await register(township, tap, *(UnitRegistered(unit_id=u, name=u, kind=UnitKind.SCHOOL) for u in names))
     activities = apps["activities"]
     await eventually(lambda: _known(activities, names[-1]))
     period, starts = "2019-03", datetime(2019, 3, 12, 2, 0, tzinfo=UTC)
@@ -410,7 +410,7 @@ async def test_the_timer_issues_the_warning_only_from_the_configured_day(
 ) -> None:
     activities = apps["activities"]
     tag = "d" + secrets.token_hex(3)
-    await register(township, tap, UnitRegistered(unit_id=f"{tag}-u", name="村", kind=UnitKind.VILLAGE))
+    await register(township, tap, UnitRegistered(unit_id=f"{tag}-u", name="村", kind=UnitKind.SCHOOL))
     await eventually(lambda: _known(activities, f"{tag}-u"))
     early = datetime(2018, 5, activities.settings.warning_from_day - 1, 4, tzinfo=UTC)
     await activities.tick(early)
