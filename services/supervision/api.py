@@ -36,7 +36,6 @@ DASHBOARD = Path(__file__).with_name("dashboard")
 PeriodQuery = Annotated[
     str, Query(pattern=r"^\d{4}(-(0[1-9]|1[0-2])|-Q[1-4])?$", description="YYYY-MM, YYYY-Qn or YYYY")
 ]
-CallerDep = Annotated[Caller, current_caller()]
 EXPORT_COLUMNS = (
     "rank",
     "unit_id",
@@ -84,6 +83,7 @@ def router(
     recompute_all: Callable[[], Awaitable[int]],
 ) -> APIRouter:
     api = APIRouter()
+    auth: Any = current_caller()  # the keys are read when the router is made (WMSJ_API_KEYS)
 
     async def units_for(caller: Caller) -> dict[str, dict[str, Any]]:
         units = {u["_id"]: {**u, "unit_id": u["_id"]} for u in await facts.all_units()}
@@ -122,14 +122,14 @@ def router(
 
     @api.get("/scores", tags=["scores"])
     async def list_scores(
-        caller: CallerDep, period: PeriodQuery, township_id: str | None = None, kind: str | None = None
+        *, caller: Caller = auth, period: PeriodQuery, township_id: str | None = None, kind: str | None = None
     ) -> list[dict[str, Any]]:
         """Every visible unit's score for the month, quarter or year, best first, with its
         rank overall, within its kind and within its township, and its list (red/black)."""
         return await table(caller, period, township_id, kind)
 
     @api.get("/scores/{unit_id}", tags=["scores"])
-    async def unit_score(caller: CallerDep, unit_id: str, period: PeriodQuery) -> dict[str, Any]:
+    async def unit_score(*, caller: Caller = auth, unit_id: str, period: PeriodQuery) -> dict[str, Any]:
         """One unit's score with every item: points, why, and the facts it counted."""
         units = await units_for(caller)
         if unit_id not in units and not (caller.is_office and await scores.get(unit_id, period)):
@@ -138,14 +138,14 @@ def router(
         return row_of(units.get(unit_id, {"unit_id": unit_id}), score)
 
     @api.get("/units/{unit_id}/history", tags=["scores"])
-    async def history(caller: CallerDep, unit_id: str) -> list[dict[str, Any]]:
+    async def history(*, caller: Caller = auth, unit_id: str) -> list[dict[str, Any]]:
         """Every score kept for the unit (months, quarters, years)."""
         if unit_id not in await units_for(caller) and not caller.is_office:
             raise HTTPException(404, f"no unit {unit_id}")
         return [score_fields(s) for s in await scores.for_unit(unit_id)]
 
     @api.get("/units/{unit_id}/activities", tags=["scores"])
-    async def activities(caller: CallerDep, unit_id: str, period: PeriodQuery) -> list[dict[str, Any]]:
+    async def activities(*, caller: Caller = auth, unit_id: str, period: PeriodQuery) -> list[dict[str, Any]]:
         """Drill-down: the activities completed in the period and their evidence."""
         if unit_id not in await units_for(caller) and not caller.is_office:
             raise HTTPException(404, f"no unit {unit_id}")
@@ -156,7 +156,8 @@ def router(
 
     @api.get("/rankings", tags=["scores"])
     async def rankings(
-        caller: CallerDep,
+        *,
+        caller: Caller = auth,
         period: PeriodQuery,
         within: Annotated[str, Query(pattern="^(kind|township_id)$")] = "kind",
     ) -> dict[str, list[dict[str, Any]]]:
@@ -167,7 +168,7 @@ def router(
         return {g: sorted(rows, key=lambda r: r[f"rank_in_{within}"]) for g, rows in sorted(groups.items())}
 
     @api.get("/lists", tags=["scores"])
-    async def red_and_black(caller: CallerDep, period: PeriodQuery) -> dict[str, Any]:
+    async def red_and_black(*, caller: Caller = auth, period: PeriodQuery) -> dict[str, Any]:
         """红榜 and 黑榜 at the rules' thresholds."""
         rows = await table(caller, period)
         return {
@@ -177,7 +178,7 @@ def router(
         }
 
     @api.get("/eligibility", tags=["scores"])
-    async def civilized_unit_eligibility(caller: CallerDep, year: int) -> list[dict[str, Any]]:
+    async def civilized_unit_eligibility(*, caller: Caller = auth, year: int) -> list[dict[str, Any]]:
         """Civilized-unit eligibility from the annual score and the three-year mean."""
         out = []
         for unit_id, unit in sorted((await units_for(caller)).items()):
@@ -190,7 +191,7 @@ def router(
         return out
 
     @api.get("/heatmap", tags=["scores"])
-    async def heatmap(caller: CallerDep, year: int) -> dict[str, Any]:
+    async def heatmap(*, caller: Caller = auth, year: int) -> dict[str, Any]:
         """Activity coverage: completed activities of each unit in each month of the year."""
         months = months_of(str(year))
         cells = {}
@@ -202,11 +203,11 @@ def router(
         return {"months": months, "units": cells}
 
     @api.get("/rules", tags=["rules"])
-    async def current_rules(caller: CallerDep) -> dict[str, Any]:
+    async def current_rules(*, caller: Caller = auth) -> dict[str, Any]:
         return asdict(rules)
 
     @api.get("/exports/scores.csv", tags=["exports"])
-    async def export_csv(caller: CallerDep, period: PeriodQuery) -> Response:
+    async def export_csv(*, caller: Caller = auth, period: PeriodQuery) -> Response:
         rows = await table(caller, period)
         rule_ids = [i.id for i in rules.items]
         out = io.StringIO()
@@ -222,7 +223,7 @@ def router(
         )
 
     @api.get("/exports/scores.xlsx", tags=["exports"])
-    async def export_xlsx(caller: CallerDep, period: PeriodQuery) -> Response:
+    async def export_xlsx(*, caller: Caller = auth, period: PeriodQuery) -> Response:
         from openpyxl import Workbook
 
         rows = await table(caller, period)
@@ -259,7 +260,7 @@ def router(
         )
 
     @api.post("/inspections", tags=["inspections"], status_code=202)
-    async def post_inspection(caller: CallerDep, inspection: InspectionRecorded) -> dict[str, Any]:
+    async def post_inspection(*, caller: Caller = auth, inspection: InspectionRecorded) -> dict[str, Any]:
         """The office records an inspection (same as ``wmsj.inspection.recorded.v1``)."""
         if not caller.is_office:
             raise HTTPException(403, "only the office records inspections")
@@ -281,7 +282,7 @@ def router(
         return {"recorded": handled, "event_id": event.id}
 
     @api.post("/recompute", tags=["rules"])
-    async def recompute(caller: CallerDep) -> dict[str, Any]:
+    async def recompute(*, caller: Caller = auth) -> dict[str, Any]:
         """Recompute every score from the facts with the loaded rules."""
         if not caller.is_office:
             raise HTTPException(403, "only the office recomputes")

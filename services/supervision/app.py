@@ -260,13 +260,15 @@ def score_updated(cause: CloudEvent, score, now: datetime) -> ScoreUpdatedEvent:
 
 async def recompute_all() -> int:
     """Recompute every unit's every year from the facts with the loaded rules (replaying
-    history, or after the rules changed); one transaction per unit and year. Returns how
-    many scores changed. Changes found here are not announced on the bus."""
-    changed = 0
-    for unit_id, year in sorted(await facts.unit_year_ids()):
-        async with service.mongo.start_session() as session, await session.start_transaction():
-            changed += len(await rescore_unit_year(unit_id, year, None, datetime.now(UTC), session))
-    return changed
+    history, or after the rules changed). Returns how many scores changed. Changes found
+    here are not announced on the bus."""
+    return sum([await recompute(unit_id, year) for unit_id, year in sorted(await facts.unit_year_ids())])
+
+
+async def recompute(unit_id: str, year: str) -> int:
+    """Recompute one unit's year in a transaction of its own; how many scores changed."""
+    async with service.mongo.start_session() as session, await session.start_transaction():
+        return len(await rescore_unit_year(unit_id, year, None, datetime.now(UTC), session))
 
 
 async def recompute_if_rules_changed() -> None:
