@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any, Literal
 
 from shared.events import ScoreItem
@@ -119,7 +120,7 @@ class Activity:
     service_hours: float = 0.0
     evidence: tuple[Evidence, ...] = ()
 
-    @property
+    @cached_property
     def month(self) -> str | None:
         return month_of(self.ended_at) if self.ended_at else None
 
@@ -180,10 +181,11 @@ class Rating:
 
 @dataclass(frozen=True)
 class MonthFacts:
-    """Everything a unit's month is scored on."""
+    """Everything a unit's month (or, for a quarter's or year's own items, that period) is
+    scored on."""
 
     unit: Unit
-    month: str
+    month: str  # the period
     activities: tuple[Activity, ...] = ()  # completed in the month
     inspections: tuple[Inspection, ...] = ()
     ratings: tuple[Rating, ...] = ()
@@ -311,9 +313,14 @@ class Measure:
     text: str
 
 
-def _due_projects(facts: MonthFacts) -> list[Project]:
-    month = int(facts.month[5:])
-    return [p for p in facts.projects if month in p.months and p.due_for(facts.unit)]
+def _due_projects(facts: MonthFacts) -> list[tuple[Project, str]]:
+    """(project, month) pairs due from the unit in the period."""
+    return [
+        (p, m)
+        for m in months_of(facts.month)
+        for p in facts.projects
+        if int(m[5:]) in p.months and p.due_for(facts.unit)
+    ]
 
 
 def _requirement(activity: Activity, facts: MonthFacts, rules: RuleSet) -> tuple[int, int]:
@@ -333,8 +340,8 @@ def measure(name: str, item: Item, facts: MonthFacts, rules: RuleSet) -> Measure
         due = _due_projects(facts)
         if not due:
             return Measure(1.0, (), f"no key project due in {facts.month}")
-        done = [p for p in due if any(a.project_id == p.project_id for a in acts)]
-        used = tuple(a.activity_id for a in acts if a.project_id in {p.project_id for p in done})
+        done = [(p, m) for p, m in due if any(a.project_id == p.project_id and a.month == m for a in acts)]
+        used = tuple(a.activity_id for a in acts if a.project_id in {p.project_id for p, _ in done})
         return Measure(
             len(done) / len(due), used, f"{len(done)} of {len(due)} key projects due in {facts.month} done"
         )
@@ -501,20 +508,9 @@ def score_aggregate(
     return _total(unit_id, period, items, vetoed, rules)
 
 
-def own_items(granularity: Granularity, months: Sequence[MonthFacts], rules: RuleSet) -> list[ItemResult]:
-    """A quarter's or year's own items, assessed on the facts of all its months together."""
-    if not rules.at(granularity):
-        return []
-    first = months[0]
-    merged = MonthFacts(
-        unit=first.unit,
-        month=first.month[:4] if granularity == "year" else quarter_of(first.month),
-        activities=tuple(a for m in months for a in m.activities),
-        inspections=tuple(i for m in months for i in m.inspections),
-        ratings=tuple(r for m in months for r in m.ratings),
-        projects=first.projects,
-    )
-    return [assess(item, merged, rules) for item in rules.at(granularity)]
+def own_items(granularity: Granularity, facts: MonthFacts, rules: RuleSet) -> list[ItemResult]:
+    """A quarter's or year's own items, assessed on the facts of the whole period."""
+    return [assess(item, facts, rules) for item in rules.at(granularity)]
 
 
 # ------------------------------------------------------------------------------ a unit's year
@@ -522,33 +518,36 @@ def own_items(granularity: Granularity, months: Sequence[MonthFacts], rules: Rul
 
 def month_facts(
     unit: Unit,
-    month: str,
+    period: str,
     activities: Iterable[Activity],
     inspections: Iterable[Inspection] = (),
     ratings: Iterable[Rating] = (),
     projects: Iterable[Project] = (),
 ) -> MonthFacts:
+    """The facts of a period (a month, or a quarter or year for their own items)."""
+    months = set(months_of(period))
     return MonthFacts(
         unit=unit,
-        month=month,
-        activities=tuple(sorted((a for a in activities if a.month == month), key=lambda a: a.activity_id)),
+        month=period,
+        activities=tuple(sorted((a for a in activities if a.month in months), key=lambda a: a.activity_id)),
         inspections=tuple(
-            sorted((i for i in inspections if i.period == month), key=lambda i: i.inspection_id)
+            sorted((i for i in inspections if i.period in months), key=lambda i: i.inspection_id)
         ),
-        ratings=tuple(sorted((r for r in ratings if r.period == month), key=lambda r: r.rating_id)),
+        ratings=tuple(sorted((r for r in ratings if r.period in months), key=lambda r: r.rating_id)),
         projects=tuple(projects),
     )
 
 
 def rescore(
     touched_months: Iterable[str],
-    facts_of: Any,  # Callable[[str], MonthFacts]
+    facts_of: Callable[[str], MonthFacts],
     kept: Mapping[str, Score],
     rules: RuleSet,
 ) -> dict[str, Score]:
     """The scores that ``touched_months`` change: those months, then their quarters and years
     from the months (kept ones, or new), then the years from the quarters. ``kept`` holds the
-    unit's scores so far (a missing month is scored from its facts)."""
+    unit's scores so far (a missing month is scored from its facts); ``facts_of(period)``
+    gives the facts of a month, quarter or year."""
     new: dict[str, Score] = {}
 
     def get(period: str) -> Score:
@@ -563,11 +562,9 @@ def rescore(
         if granularity == "month":
             score = score_month(facts_of(period), rules)
         else:
-            months = [facts_of(m) for m in months_of(period)] if rules.at(granularity) else []
+            own = own_items(granularity, facts_of(period), rules) if rules.at(granularity) else []
             parts = [get(p) for p in sub_periods(period)]
-            score = score_aggregate(
-                parts[0].unit_id, period, parts, own_items(granularity, months, rules), rules
-            )
+            score = score_aggregate(parts[0].unit_id, period, parts, own, rules)
         new[period] = score
         return score
 
@@ -578,7 +575,7 @@ def rescore(
     return new
 
 
-def score_year(year: str, facts_of: Any, rules: RuleSet) -> dict[str, Score]:
+def score_year(year: str, facts_of: Callable[[str], MonthFacts], rules: RuleSet) -> dict[str, Score]:
     """Every score of a unit's year, from its facts alone (the full recompute)."""
     return rescore(months_of(year), facts_of, {}, rules)
 

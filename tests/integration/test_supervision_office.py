@@ -302,3 +302,21 @@ async def test_incremental_scores_through_the_broker_equal_a_full_recompute(
     assert all(len(k) == 17 for k in kept.values())
     assert [await supervision.recompute(u, "2020") for u in units] == [0] * len(units)
     assert {u: await supervision.scores.of_unit_year(u, "2020") for u in units} == kept
+
+
+async def test_switching_the_rules_recomputes_the_scores_with_the_new_version(
+    apps: dict[str, ModuleType], tap: Tap, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    supervision = apps["supervision"]
+    unit_id = await scored_unit(apps, tap)
+    text = (supervision.RULES_DIR / f"{supervision.settings.rules}.toml").read_text(encoding="utf-8")
+    heavier = supervision.RuleSet.parse("heavier", text.replace("points = 30", "points = 50", 1))
+    monkeypatch.setattr(supervision, "rules", heavier)
+    assert await supervision.recompute(unit_id, "2020") > 0
+    month = await supervision.scores.get(unit_id, "2020-06")
+    assert month.rules_version == heavier.version and month.max_score == 120 and month.score == 120
+    assert (await supervision.scores.get(unit_id, "2020")).rules_version == heavier.version
+    assert await supervision.recompute(unit_id, "2020") == 0  # recomputing again changes nothing
+    monkeypatch.undo()  # back to the service's rules, for the tests that follow
+    assert await supervision.recompute(unit_id, "2020") > 0
+    assert (await supervision.scores.get(unit_id, "2020-06")).rules_version == supervision.rules.version
