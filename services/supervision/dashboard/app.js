@@ -89,7 +89,17 @@ async function showHeatmap(year) {
 async function show() {
   const period = $("period").value;
   localStorage.setItem("wmsj-key", $("key").value);
-  for (const kind of ["csv", "xlsx"]) $(kind).href = "/exports/scores." + kind + "?period=" + period;
+  for (const kind of ["csv", "xlsx"]) {
+    // The exports need the key too: fetch them and hand the file to the browser.
+    $(kind).onclick = async () => {
+      const r = await fetch("/exports/scores." + kind + "?period=" + encodeURIComponent(period),
+        { headers: { Authorization: "Bearer " + $("key").value } });
+      const link = document.createElement("a");
+      link.href = URL.createObjectURL(await r.blob());
+      link.download = "scores-" + period + "." + kind;
+      link.click();
+    };
+  }
   try {
     await showRanking(period);
     await showHeatmap(period.slice(0, 4));
