@@ -21,7 +21,6 @@ from services.supervision.domain import (
     Score,
     Unit,
     eligibility,
-    granularity_of,
     list_of,
     month_facts,
     months_of,
@@ -31,6 +30,7 @@ from services.supervision.domain import (
 from services.supervision.store import FactStore, ScoreStore, score_fields
 from shared.auth import Caller, current_caller
 from shared.events.supervision import InspectionRecorded, InspectionRecordedEvent
+from shared.messaging import InvalidEvent
 
 DASHBOARD = Path(__file__).with_name("dashboard")
 PeriodQuery = Annotated[
@@ -70,7 +70,7 @@ def visible(caller: Caller, unit: dict[str, Any]) -> bool:
     return caller.is_office or caller.township_id in (unit.get("township_id"), unit.get("unit_id"))
 
 
-def empty_score(unit: Unit, period: str, facts_of_year: Any, rules: RuleSet) -> Score:
+def empty_score(unit: Unit, period: str, rules: RuleSet) -> Score:
     """The score of a unit with no facts in the period's year (it is not left out)."""
     return score_year(period[:4], lambda m: month_facts(unit, m, []), rules)[period]
 
@@ -101,7 +101,7 @@ def router(
                 continue
             if kind and unit.get("kind") != kind:
                 continue
-            score = scored.get(unit_id) or empty_score(Unit(unit_id), period, None, rules)
+            score = scored.get(unit_id) or empty_score(Unit(unit_id), period, rules)
             rows.append(row_of(unit, score))
         rank(rows)
         rank(rows, "kind")
@@ -134,7 +134,7 @@ def router(
         units = await units_for(caller)
         if unit_id not in units and not (caller.is_office and await scores.get(unit_id, period)):
             raise HTTPException(404, f"no unit {unit_id}")
-        score = await scores.get(unit_id, period) or empty_score(Unit(unit_id), period, None, rules)
+        score = await scores.get(unit_id, period) or empty_score(Unit(unit_id), period, rules)
         return row_of(units.get(unit_id, {"unit_id": unit_id}), score)
 
     @api.get("/units/{unit_id}/history", tags=["scores"])
@@ -271,8 +271,6 @@ def router(
             subject=inspection.unit_id,
             data=inspection,
         )
-        from shared.messaging import InvalidEvent
-
         try:
             handled = await record_inspection(event)
         except InvalidEvent as refused:
@@ -289,6 +287,3 @@ def router(
         return {"changed": await recompute_all(), "rules_version": rules.version}
 
     return api
-
-
-_ = granularity_of  # re-exported for callers that format periods

@@ -320,3 +320,44 @@ async def test_switching_the_rules_recomputes_the_scores_with_the_new_version(
     monkeypatch.undo()  # back to the service's rules, for the tests that follow
     assert await supervision.recompute(unit_id, "2020") > 0
     assert (await supervision.scores.get(unit_id, "2020-06")).rules_version == supervision.rules.version
+
+
+async def test_a_key_project_list_rescores_the_units_it_makes_projects_due_for(
+    apps: dict[str, ModuleType], tap: Tap
+) -> None:
+    from shared.events.activities import KeyProject, ProjectListPublished, ProjectListPublishedEvent
+
+    unit_id, activity_id = "u-" + secrets.token_hex(4), "a-" + secrets.token_hex(4)
+    ended = datetime(2021, 3, 12, 8, tzinfo=UTC)  # a year of its own: the list touches only it
+    events = facts(unit_id, activity_id)
+    events[1] = new_event(
+        ActivityCompletedEvent,
+        ActivityCompleted(
+            activity_id=activity_id, unit_id=unit_id, ended_at=ended, volunteers=12, service_hours=3
+        ),
+        source="/wmsj/activities",
+        time=ended,
+    )
+    await publish_as_platform(apps, events)
+    await tap.wait_for(
+        lambda e: e.type == ScoreUpdatedEvent.TYPE and e.subject == unit_id and e.data.score == 100,
+        timeout=60,
+    )
+
+    projects = ProjectListPublished(
+        year=2021,
+        version=1,
+        projects=[
+            KeyProject(
+                project_id="P-" + unit_id, theme="理论宣讲", months=[3], participant_unit_ids=[unit_id]
+            )
+        ],
+    )
+    await publish_as_platform(
+        apps, [new_event(ProjectListPublishedEvent, projects, source="/wmsj/activities", time=ended)]
+    )
+    [update] = await tap.wait_for(
+        lambda e: e.type == ScoreUpdatedEvent.TYPE and e.subject == unit_id and e.data.score == 80, timeout=60
+    )
+    item = {i.rule: i for i in update.data.breakdown}["key_projects"]
+    assert item.points == 0 and "0 of 1 key projects due in 2021-03 done" in item.reason
