@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import sys
 from collections.abc import AsyncIterator
 from types import ModuleType
 
@@ -20,6 +21,10 @@ APPS = ("registry", "activities", "evidence", "supervision")
 
 @pytest.fixture(scope="session")
 async def apps(service_env: dict[str, str]) -> AsyncIterator[dict[str, ModuleType]]:
+    # A service reads its settings when its module is imported; a unit test (test_topology)
+    # may have imported it already, with the default settings: import afresh with this run's.
+    for stale in [m for m in sys.modules if m == "services" or m.startswith("services.")]:
+        del sys.modules[stale]
     modules = {name: importlib.import_module(f"services.{name}.app") for name in APPS}
     async with contextlib.AsyncExitStack() as stack:
         for module in modules.values():
