@@ -68,7 +68,10 @@ async def publish_as_platform(apps: dict[str, ModuleType], events: list[Any]) ->
 
 
 def scores_of(tap: Tap, unit_id: str) -> list[Any]:
-    return tap.matching(lambda e: e.type == ScoreUpdatedEvent.TYPE and e.subject == unit_id)
+    """The distinct score events of a unit (the bus delivers at least once: a relay that
+    publishes again after a crash or a lost confirm repeats an event, under the same id)."""
+    found = tap.matching(lambda e: e.type == ScoreUpdatedEvent.TYPE and e.subject == unit_id)
+    return list({e.key: e for e in found}.values())
 
 
 async def test_a_completed_activity_with_evidence_scores_full_marks(
