@@ -90,12 +90,14 @@ async def test_a_month_from_three_townships_becomes_a_score_table(pipeline: Pipe
     async with Tap(env["WMSJ_AMQP_URL"]) as tap, TownshipClient(env["WMSJ_AMQP_URL"]) as township:
         for event in demo.events:
             await township.publish(event)
-        deadline, rows = time.monotonic() + 60, []
+        deadline, rows, previous = time.monotonic() + 90, [], None
         while time.monotonic() < deadline:
             rows = get_json(pipeline.url("supervision", "/scores?period=2020-06"))
-            if {r["unit_id"] for r in rows if r["score"] > 0} >= demo.active_units:
+            # Every active unit scored, and the table settled (evidence may come after).
+            if {r["unit_id"] for r in rows if r["score"] > 0} >= demo.active_units and rows == previous:
                 break
-            await _sleep(0.5)
+            previous = rows
+            await _sleep(2)
         scored_on_the_bus = {e.subject for e in tap.matching(lambda e: e.type == ScoreUpdatedEvent.TYPE)}
         assert township.rejections == []
     by_unit = {r["unit_id"]: r for r in rows}

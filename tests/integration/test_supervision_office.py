@@ -357,7 +357,13 @@ async def test_a_key_project_list_rescores_the_units_it_makes_projects_due_for(
         apps, [new_event(ProjectListPublishedEvent, projects, source="/wmsj/activities", time=ended)]
     )
     [update] = await tap.wait_for(
-        lambda e: e.type == ScoreUpdatedEvent.TYPE and e.subject == unit_id and e.data.score == 80, timeout=60
+        lambda e: (
+            e.type == ScoreUpdatedEvent.TYPE
+            and e.subject == unit_id
+            and "1 key projects due" in {i.rule: i.reason for i in e.data.breakdown}["key_projects"]
+        ),
+        timeout=60,
     )
     item = {i.rule: i for i in update.data.breakdown}["key_projects"]
     assert item.points == 0 and "0 of 1 key projects due in 2021-03 done" in item.reason
+    assert update.data.score == 80
