@@ -10,4 +10,10 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+# Debian's chromium, headless, for the dashboard's browser test (tests/integration/test_dashboard.py).
+if ! command -v chromium >/dev/null 2>&1; then
+  SUDO=$([[ $(id -u) == 0 ]] && echo "" || echo sudo)
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends chromium
+fi
 bash scripts/services.sh start

@@ -53,6 +53,7 @@ REGISTRY_EVENTS = _service_queue("registry.events")
 EVIDENCE_EVENTS = _service_queue("evidence.events")
 SUPERVISION_EVENTS = _service_queue("supervision.events")
 ACTIVITIES_EVENTS = _service_queue("activities.events")
+SUPERVISION_INGRESS = _service_queue("supervision.ingress")
 DEAD_LETTERS = RabbitQueue("wmsj.dead-letters", durable=True, queue_type=QueueType.QUORUM)
 
 
@@ -100,6 +101,8 @@ BINDINGS: list[tuple[RabbitQueue, RabbitExchange, tuple[str, ...]]] = [
     # Evidence checks a submission against its activity and the activity's project.
     (EVIDENCE_EVENTS, EVENTS, ("wmsj.activity.scheduled.*", "wmsj.projects.published.*")),
     (OFFICE_SCORES, EVENTS, ("wmsj.score.updated.*",)),
+    # The office's inspections (督查) come in on the ingress; supervision owns them.
+    (SUPERVISION_INGRESS, INGRESS, ("wmsj.inspection.recorded.*",)),
     (OFFICE_REJECTIONS, EVENTS, ("wmsj.event.rejected.*",)),
     (DEAD_LETTERS, DEAD_LETTER, ("",)),
     # Activities learns the unit tree (escalation goes to a unit's parent; the monthly

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -170,14 +171,20 @@ def _print_rejection(rejected: Any) -> None:
 
 
 def fetch_scores(period: str, port: int = processes.SERVICES["supervision"]) -> list[dict[str, Any]]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/scores?period={period}", timeout=10) as response:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/scores?period={period}",
+        headers={"Authorization": f"Bearer {os.environ.get('WMSJ_API_KEY', 'dev-office-key')}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
         rows: list[dict[str, Any]] = json.load(response)
         return rows
 
 
 def print_scores(rows: list[dict[str, Any]], period: str) -> None:
     print(f"\nSupervision scores for {period} (rules {rows[0]['rules_version'] if rows else '-'}):")
-    print(f"{'#':>3}  {'unit':<16} {'name':<26} {'kind':<19} {'score':>6}  activity evidence participation")
+    print(
+        f"{'#':>3}  {'unit':<16} {'name':<26} {'kind':<19} {'score':>6}  activity evidence timely participation"
+    )
     for row in rows:
         items = {item["rule"]: item["points"] for item in row["breakdown"]}
         name = (row["name"] or "?")[:13]
@@ -185,8 +192,8 @@ def print_scores(rows: list[dict[str, Any]], period: str) -> None:
         pad = 26 - sum(2 if ord(c) > 0x2E80 else 1 for c in name)
         print(
             f"{row['rank']:>3}  {row['unit_id']:<16} {name}{' ' * max(pad, 1)}{(row['kind'] or '?'):<19}"
-            f" {row['score']:>6.1f}  {items['monthly_activity']:>8.1f} {items['evidence']:>8.1f}"
-            f" {items['participation']:>13.1f}"
+            f" {row['score']:>6.1f}  {items.get('monthly_activity', 0):>8.1f} {items.get('evidence', 0):>8.1f}"
+            f" {items.get('evidence_timely', 0):>6.1f} {items.get('participation', 0):>13.1f}"
         )
 
 

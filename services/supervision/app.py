@@ -1,12 +1,15 @@
 """Supervision service: scores every unit's volunteer-service record for the city office.
 
-Consumes the accepted facts on ``wmsj.events`` (units, activities, stored evidence), keeps
-what scoring needs, recomputes the scores each fact touches, and publishes
-``score updated`` whenever a score changes.
+Consumes the accepted facts on ``wmsj.events`` (units, activities, stored evidence, the key
+project list) and the office's inspections on its ingress queue, keeps what scoring needs,
+recomputes the scores each fact touches with the loaded rule set, and publishes
+``score updated`` whenever a month's score changes.
 """
 
 from __future__ import annotations
 
+import logging
+from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -16,14 +19,15 @@ from pydantic import Field
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from services.supervision import api
-from services.supervision.domain import score_month
-from services.supervision.settings import SupervisionSettings
+from services.supervision.domain import RuleSet, granularity_of, month_facts, months_of, rescore, score_year
+from services.supervision.settings import RULES_DIR, SupervisionSettings
 from services.supervision.store import FactStore, ScoreStore
 from shared.events import (
     ActivityCompletedEvent,
     ActivityScheduledEvent,
     CloudEvent,
     EvidenceStoredEvent,
+    FieldError,
     ScoreUpdated,
     ScoreUpdatedEvent,
     UnitRegisteredEvent,
@@ -31,47 +35,144 @@ from shared.events import (
     period_of,
     statement,
 )
-from shared.messaging import event_decoder
+from shared.events.activities import ProjectListPublishedEvent
+from shared.events.supervision import InspectionRecordedEvent
+from shared.messaging import InvalidEvent, event_decoder
 from shared.service import Service
-from shared.topology import SUPERVISION_EVENTS
+from shared.topology import SUPERVISION_EVENTS, SUPERVISION_INGRESS
 
-service = Service("supervision", SupervisionSettings())
+settings = SupervisionSettings()
+service = Service("supervision", settings)
+rules = RuleSet.parse(settings.rules, (RULES_DIR / f"{settings.rules}.toml").read_text(encoding="utf-8"))
 facts = FactStore(service.db)
 scores = ScoreStore(service.db)
-service.on_start += [facts.ensure_indexes, scores.ensure_indexes]
 service.documents_publishing(ScoreUpdatedEvent)
+log = logging.getLogger("wmsj.supervision")
 
 FactEvent = Annotated[
-    UnitRegisteredEvent | ActivityScheduledEvent | ActivityCompletedEvent | EvidenceStoredEvent,
+    UnitRegisteredEvent
+    | ActivityScheduledEvent
+    | ActivityCompletedEvent
+    | EvidenceStoredEvent
+    | ProjectListPublishedEvent,
     Field(discriminator="type"),
 ]
+Touched = dict[str, set[str]]  # unit -> months whose scores a fact may change
 
 
 @service.broker.subscriber(
     SUPERVISION_EVENTS,
     decoder=event_decoder(
-        UnitRegisteredEvent, ActivityScheduledEvent, ActivityCompletedEvent, EvidenceStoredEvent
+        UnitRegisteredEvent,
+        ActivityScheduledEvent,
+        ActivityCompletedEvent,
+        EvidenceStoredEvent,
+        ProjectListPublishedEvent,
     ),
     ack_policy=AckPolicy.REJECT_ON_ERROR,
     no_reply=True,
     title="supervision.events:facts",
 )
 async def on_fact(event: FactEvent) -> None:
-    """An accepted fact about a unit, an activity or its evidence."""
+    """An accepted fact about a unit, an activity, its evidence, or the key project list."""
 
     async def effect(session: AsyncClientSession) -> list[CloudEvent]:
         touched = await record_fact(event, session)
-        return await rescore(event, touched, session)
+        return await rescore_touched(event, touched, session)
 
     await service.process(event, effect)
 
 
-async def record_fact(event: CloudEvent, session: AsyncClientSession) -> set[tuple[str, str]]:
-    """Store the fact; return the (unit, month) scores it may change."""
+@service.broker.subscriber(
+    SUPERVISION_INGRESS,
+    decoder=event_decoder(InspectionRecordedEvent),
+    ack_policy=AckPolicy.REJECT_ON_ERROR,
+    no_reply=True,
+    title="supervision.ingress:inspections",
+)
+async def on_inspection(event: InspectionRecordedEvent) -> None:
+    """The city office records an inspection (督查): findings, deductions, assessments."""
+    await record_inspection(event)
+
+
+async def record_inspection(event: InspectionRecordedEvent) -> bool:
+    """Check the inspection against the rules, keep it and rescore its month (the HTTP API
+    records through here too). False if it was already handled."""
+    check_inspection(event)
+
+    async def effect(session: AsyncClientSession) -> list[CloudEvent]:
+        data = event.data
+        doc = data.model_dump(mode="python")
+        before = await facts.put_inspection(doc, statement(event.time, data), session)
+        if before is None:
+            return []
+        touched: Touched = defaultdict(set)
+        touched[data.unit_id].add(data.period)
+        if before:  # a restatement may move the inspection to another unit or month
+            touched[before["unit_id"]].add(before["period"])
+        return await rescore_touched(event, touched, session)
+
+    return await service.process(event, effect)
+
+
+def check_inspection(event: InspectionRecordedEvent) -> None:
+    """Findings must count against a deduction item, assessments set a discretionary item
+    within its range: what the current rules can score."""
+    items = {i.id: i for i in rules.items}
+    errors = []
+    for n, finding in enumerate(event.data.findings):
+        item = items.get(finding.rule)
+        if not finding.veto and (item is None or item.measure != "findings" or item.mode != "deduction"):
+            errors.append(
+                FieldError(location=f"data.findings.{n}.rule", message=f"{finding.rule!r} is no finding item")
+            )
+    for n, assessment in enumerate(event.data.assessments):
+        item = items.get(assessment.rule)
+        if item is None or item.mode != "discretionary":
+            errors.append(
+                FieldError(
+                    location=f"data.assessments.{n}.rule",
+                    message=f"{assessment.rule!r} is no discretionary item",
+                )
+            )
+        elif not item.minimum <= assessment.points <= item.points:
+            errors.append(
+                FieldError(
+                    location=f"data.assessments.{n}.points",
+                    message=f"must be within [{item.minimum:g}, {item.points:g}]",
+                )
+            )
+    if errors:
+        raise InvalidEvent(f"the inspection does not fit the rules {rules.version}", errors)
+
+
+async def record_fact(event: CloudEvent, session: AsyncClientSession) -> Touched:
+    """Store the fact; return the (unit → months) whose scores it may change."""
     data = event.data
+    touched: Touched = defaultdict(set)
     if isinstance(event, UnitRegisteredEvent):
-        await facts.put_unit(data.model_dump(mode="json"), statement(event.time, data), session)
-        return set()
+        before = await facts.put_unit(data.model_dump(mode="json"), statement(event.time, data), session)
+        if before is not None and before.get("kind") != data.kind.value:
+            # The kind decides which key projects are due: rescore every year it has scores in.
+            for year in await scores.years_of_unit(data.unit_id, session):
+                touched[data.unit_id] |= set(months_of(year))
+        return touched
+    if isinstance(event, ProjectListPublishedEvent):
+        if await facts.put_projects(
+            data.year, data.version, [p.model_dump(mode="json") for p in data.projects], session
+        ):
+            for unit_id in await scores.units_in_year(str(data.year), session):
+                touched[unit_id] |= set(months_of(str(data.year)))
+        return touched
+    if isinstance(event, EvidenceStoredEvent):
+        # Evidence counts for the month its activity was completed in (kept on the activity).
+        evidence = {
+            "evidence_id": data.evidence_id,
+            "stored_at": data.stored_at,
+            "content_type": data.content_type,
+        }
+        await facts.add_evidence(data.activity_id, data.unit_id, evidence, session)
+    before = await facts.activity(data.activity_id, session)
     if isinstance(event, ActivityScheduledEvent):
         await facts.put_activity_part(
             data.activity_id,
@@ -81,61 +182,108 @@ async def record_fact(event: CloudEvent, session: AsyncClientSession) -> set[tup
             statement(event.time, data),
             session,
         )
-        return set()
-    if isinstance(event, ActivityCompletedEvent):
-        before = await facts.activity(data.activity_id, session)
+    elif isinstance(event, ActivityCompletedEvent):
         completion = {
             **data.model_dump(exclude={"activity_id", "unit_id"}),
             "period": period_of(data.ended_at),
         }
-        changed = await facts.put_activity_part(
+        await facts.put_activity_part(
             data.activity_id, data.unit_id, "completion", completion, statement(event.time, data), session
         )
-        touched = {(data.unit_id, completion["period"])} if changed else set()
-        if changed and before and before.get("completion"):  # a corrected report may move months
-            touched.add((before["unit_id"], before["completion"]["period"]))
-        return touched
-    # Evidence stored: it counts for the month its activity was completed in.
-    await facts.add_evidence(data.evidence_id, data.activity_id, session)
-    activity = await facts.activity(data.activity_id, session)
-    if activity and activity.get("completion"):
-        return {(activity["unit_id"], activity["completion"]["period"])}
-    return set()
+    after = await facts.activity(data.activity_id, session)
+    for doc in (before, after):  # a corrected report may move the activity to another month
+        if doc and doc.get("completion"):
+            touched[doc["unit_id"]].add(doc["completion"]["period"])
+    return touched
 
 
-async def rescore(
-    cause: CloudEvent,
-    touched: set[tuple[str, str]],
-    session: AsyncClientSession,
+async def rescore_touched(
+    cause: CloudEvent, touched: Touched, session: AsyncClientSession
 ) -> list[CloudEvent]:
     updates: list[CloudEvent] = []
     now = datetime.now(UTC)
-    for unit_id, period in sorted(touched):
-        score = score_month(unit_id, period, await facts.completed_in(unit_id, period, session))
-        if not await scores.put(score, now, session):
-            continue
-        updates.append(
-            ScoreUpdatedEvent(
-                id=derived_id(cause.key, f"score:{unit_id}:{period}"),
-                source=service.bus.source,
-                time=now,
-                subject=unit_id,
-                data=ScoreUpdated(
-                    unit_id=unit_id,
-                    period=period,
-                    score=score.score,
-                    max_score=score.max_score,
-                    rules_version=score.rules_version,
-                    breakdown=list(score.breakdown),
-                ),
-            )
-        )
+    for unit_id in sorted(touched):
+        by_year: dict[str, set[str]] = defaultdict(set)
+        for month in touched[unit_id]:
+            by_year[month[:4]].add(month)
+        for year in sorted(by_year):
+            for score in await rescore_unit_year(unit_id, year, by_year[year], now, session):
+                if granularity_of(score.period) == "month":
+                    updates.append(score_updated(cause, score, now))
     return updates
+
+
+async def rescore_unit_year(
+    unit_id: str, year: str, months: set[str] | None, now: datetime, session: AsyncClientSession
+) -> list:  # type: ignore[type-arg]
+    """Rescore the months given (None: the whole year) and their quarters and the year;
+    keep them and return those that changed."""
+    await scores.touch_year(unit_id, year, session)  # serialises rescoring of the unit's year
+    kept = await scores.of_unit_year(unit_id, year, session)
+    every_month = months_of(year)
+    unit = await facts.unit(unit_id, session)
+    activities = await facts.completed_in(unit_id, every_month, session)
+    inspections = await facts.inspections_in(unit_id, every_month, session)
+    ratings = await facts.ratings_in(unit_id, every_month, session)
+    projects = await facts.projects_of(int(year), session)
+
+    def facts_of(month: str):  # type: ignore[no-untyped-def]
+        return month_facts(unit, month, activities, inspections, ratings, projects)
+
+    if months is None:
+        new = score_year(year, facts_of, rules)
+    else:
+        new = rescore(sorted(months), facts_of, kept, rules)
+    changed = []
+    for period in sorted(new):
+        if await scores.put(new[period], kept.get(period), now, session):
+            changed.append(new[period])
+    return changed
+
+
+def score_updated(cause: CloudEvent, score, now: datetime) -> ScoreUpdatedEvent:  # type: ignore[no-untyped-def]
+    return ScoreUpdatedEvent(
+        id=derived_id(cause.key, f"score:{score.unit_id}:{score.period}:{score.rules_version}"),
+        source=service.bus.source,
+        time=now,
+        subject=score.unit_id,
+        data=ScoreUpdated(
+            unit_id=score.unit_id,
+            period=score.period,
+            score=score.score,
+            max_score=score.max_score,
+            rules_version=score.rules_version,
+            breakdown=list(score.breakdown),
+        ),
+    )
+
+
+async def recompute_all() -> int:
+    """Recompute every unit's every year from the facts with the loaded rules (replaying
+    history, or after the rules changed). Returns how many scores changed. Changes found
+    here are not announced on the bus."""
+    return sum([await recompute(unit_id, year) for unit_id, year in sorted(await facts.unit_year_ids())])
+
+
+async def recompute(unit_id: str, year: str) -> int:
+    """Recompute one unit's year in a transaction of its own; how many scores changed."""
+    async with service.mongo.start_session() as session, await session.start_transaction():
+        return len(await rescore_unit_year(unit_id, year, None, datetime.now(UTC), session))
+
+
+async def recompute_if_rules_changed() -> None:
+    stale = await scores.versions() - {rules.version}
+    if stale:
+        log.info("rules changed: recomputing", extra={"from": sorted(stale), "to": rules.version})
+        await recompute_all()
+
+
+service.on_start += [facts.ensure_indexes, scores.ensure_indexes, recompute_if_rules_changed]
 
 
 def create_app() -> FastAPI:
     def routes(app: FastAPI) -> None:
-        app.include_router(api.router(facts, scores))
+        api.mount(app, facts, scores, rules, record_inspection, recompute_all)
 
     return service.http_app("wmsj supervision", routes)
 

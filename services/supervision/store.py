@@ -9,8 +9,17 @@ from typing import Any
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.supervision.domain import CompletedActivity, MonthlyScore
-from shared.events import ScoreItem
+from services.supervision.domain import (
+    Activity,
+    Evidence,
+    Finding,
+    Inspection,
+    ItemResult,
+    Project,
+    Rating,
+    Score,
+    Unit,
+)
 from shared.mongo import Document
 
 Session = AsyncClientSession
@@ -22,7 +31,8 @@ def _order(doc: Document) -> Statement:
 
 
 class FactStore:
-    """Units, activity completions and evidence, as far as scoring needs them.
+    """Units, activities (plan, completion, evidence), the key project list, inspections and
+    ratings, as far as scoring needs them.
 
     Each fact keeps the time of the event that stated it; a fact stated earlier never
     overwrites one stated later, so arrival order does not matter.
@@ -31,23 +41,43 @@ class FactStore:
     run concurrently, and a completion and its evidence handled at the same moment must
     write the same document, so that one transaction conflicts and retries and sees the
     other. Apart, each would miss the other and the score would be stale (write skew).
+    Across activities of one unit the same holds through the scores: every rescoring writes
+    the unit's year score document (see ``ScoreStore.put``).
     """
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.units = db.units
         self.activities = db.activities
+        self.projects = db.projects
+        self.inspections = db.inspections
+        self.ratings = db.ratings
 
     async def ensure_indexes(self) -> None:
         await self.activities.create_index([("unit_id", 1), ("completion.period", 1)])
+        await self.inspections.create_index([("unit_id", 1), ("period", 1)])
+        await self.ratings.create_index([("unit_id", 1), ("period", 1)])
 
-    async def put_unit(self, unit: dict[str, Any], stated: Statement, session: Session) -> None:
+    # ---------------------------------------------------------------- units
+
+    async def put_unit(self, unit: dict[str, Any], stated: Statement, session: Session) -> Document | None:
+        """Keep the unit; returns what was kept before (None if new or unchanged)."""
         current = await self.units.find_one({"_id": unit["unit_id"]}, session=session)
         if current and _order(current) >= stated:
-            return
+            return None
         doc = {**unit, "_id": unit["unit_id"], "stated_at": stated[0], "stated": stated[1]}
         await self.units.replace_one({"_id": doc["_id"]}, doc, upsert=True, session=session)
+        return current or {}
 
-    async def activity(self, activity_id: str, session: Session) -> Document | None:
+    async def unit(self, unit_id: str, session: Session | None = None) -> Unit:
+        doc = await self.units.find_one({"_id": unit_id}, session=session)
+        return _unit(doc) if doc else Unit(unit_id)
+
+    async def all_units(self) -> list[Document]:
+        return await self.units.find().sort("_id", 1).to_list(None)
+
+    # ---------------------------------------------------------------- activities
+
+    async def activity(self, activity_id: str, session: Session | None = None) -> Document | None:
         return await self.activities.find_one({"_id": activity_id}, session=session)
 
     async def put_activity_part(
@@ -71,26 +101,143 @@ class FactStore:
         )
         return True
 
-    async def add_evidence(self, evidence_id: str, activity_id: str, session: Session) -> None:
+    async def add_evidence(
+        self, activity_id: str, unit_id: str, evidence: dict[str, Any], session: Session
+    ) -> None:
         await self.activities.update_one(
-            {"_id": activity_id}, {"$addToSet": {"evidence_ids": evidence_id}}, upsert=True, session=session
+            {"_id": activity_id},
+            {"$addToSet": {"evidence": evidence}, "$setOnInsert": {"unit_id": unit_id}},
+            upsert=True,
+            session=session,
         )
 
-    async def completed_in(self, unit_id: str, period: str, session: Session) -> list[CompletedActivity]:
-        done = await self.activities.find(
-            {"unit_id": unit_id, "completion.period": period}, session=session
+    async def completed_in(
+        self, unit_id: str, months: list[str], session: Session | None = None
+    ) -> list[Activity]:
+        docs = await self.activities.find(
+            {"unit_id": unit_id, "completion.period": {"$in": months}}, session=session
         ).to_list(None)
+        return [to_activity(d) for d in sorted(docs, key=lambda d: d["_id"])]
+
+    async def years_of(self, unit_id: str, session: Session | None = None) -> set[str]:
+        docs = await self.activities.find(
+            {"unit_id": unit_id, "completion": {"$exists": True}}, {"completion.period": 1}, session=session
+        ).to_list(None)
+        return {d["completion"]["period"][:4] for d in docs}
+
+    # ---------------------------------------------------------------- the key project list
+
+    async def put_projects(
+        self, year: int, version: int, projects: list[dict[str, Any]], session: Session
+    ) -> bool:
+        """Keep the year's list unless a higher version is kept."""
+        current = await self.projects.find_one({"_id": year}, session=session)
+        if current and current["version"] >= version:
+            return False
+        await self.projects.replace_one(
+            {"_id": year},
+            {"_id": year, "version": version, "projects": projects},
+            upsert=True,
+            session=session,
+        )
+        return True
+
+    async def projects_of(self, year: int, session: Session | None = None) -> list[Project]:
+        doc = await self.projects.find_one({"_id": year}, session=session)
+        if not doc:
+            return []
         return [
-            CompletedActivity(
-                activity_id=d["_id"],
-                volunteers=d["completion"]["volunteers"],
-                evidence_count=len(d.get("evidence_ids", [])),
+            Project(
+                project_id=p["project_id"],
+                months=tuple(p["months"]),
+                lead_unit_ids=tuple(p.get("lead_unit_ids", [])),
+                participant_kinds=tuple(p.get("participant_kinds", [])),
+                participant_unit_ids=tuple(p.get("participant_unit_ids", [])),
+                min_photos=p.get("evidence", {}).get("min_photos", 1),
+                report_within_days=p.get("evidence", {}).get("report_within_days", 7),
             )
-            for d in sorted(done, key=lambda d: d["_id"])
+            for p in doc["projects"]
         ]
 
-    async def all_units(self) -> list[Document]:
-        return await self.units.find().sort("_id", 1).to_list(None)
+    # ---------------------------------------------------------------- inspections, ratings
+
+    async def put_inspection(
+        self, doc: dict[str, Any], stated: Statement, session: Session
+    ) -> Document | None:
+        """Keep the inspection (a later statement of the same id replaces it); returns the one
+        kept before (``{}`` if new), or None if this statement is older."""
+        current = await self.inspections.find_one({"_id": doc["inspection_id"]}, session=session)
+        if current and _order(current) >= stated:
+            return None
+        await self.inspections.replace_one(
+            {"_id": doc["inspection_id"]},
+            {**doc, "_id": doc["inspection_id"], "stated_at": stated[0], "stated": stated[1]},
+            upsert=True,
+            session=session,
+        )
+        return current or {}
+
+    async def inspections_in(
+        self, unit_id: str, months: list[str], session: Session | None = None
+    ) -> list[Inspection]:
+        docs = await self.inspections.find(
+            {"unit_id": unit_id, "period": {"$in": months}}, session=session
+        ).to_list(None)
+        return [to_inspection(d) for d in docs]
+
+    async def ratings_in(
+        self, unit_id: str, months: list[str], session: Session | None = None
+    ) -> list[Rating]:
+        docs = await self.ratings.find(
+            {"unit_id": unit_id, "period": {"$in": months}}, session=session
+        ).to_list(None)
+        return [Rating(d["_id"], d["unit_id"], d["period"], d["grade"], d["rated_at"]) for d in docs]
+
+    async def unit_year_ids(self) -> set[tuple[str, str]]:
+        """Every (unit, year) with a fact: what a full recompute covers."""
+        found = {(u["_id"], y) for u in await self.all_units() for y in await self.years_of(u["_id"])}
+        async for d in self.inspections.find({}, {"unit_id": 1, "period": 1}):
+            found.add((d["unit_id"], d["period"][:4]))
+        return found
+
+
+def _unit(doc: Document) -> Unit:
+    return Unit(doc["_id"], doc.get("name", ""), doc.get("kind", ""), doc.get("township_id"))
+
+
+def to_activity(doc: Document) -> Activity:
+    completion = doc.get("completion") or {}
+    return Activity(
+        activity_id=doc["_id"],
+        unit_id=doc["unit_id"],
+        ended_at=completion.get("ended_at"),
+        project_id=(doc.get("schedule") or {}).get("project_id"),
+        volunteers=completion.get("volunteers", 0),
+        service_hours=completion.get("service_hours", 0.0),
+        evidence=tuple(
+            sorted(
+                (
+                    Evidence(e["evidence_id"], e["stored_at"], e.get("content_type", ""))
+                    for e in doc.get("evidence", [])
+                ),
+                key=lambda e: e.evidence_id,
+            )
+        ),
+    )
+
+
+def to_inspection(doc: Document) -> Inspection:
+    return Inspection(
+        inspection_id=doc["_id"],
+        unit_id=doc["unit_id"],
+        period=doc["period"],
+        inspected_at=doc["inspected_at"],
+        findings=tuple(
+            Finding(f["rule"], f.get("note", ""), f.get("occurrences", 1), f.get("veto", False))
+            for f in doc.get("findings", [])
+        ),
+        assessments=tuple((a["rule"], a["points"]) for a in doc.get("assessments", [])),
+    )
 
 
 class ScoreStore:
@@ -99,38 +246,71 @@ class ScoreStore:
 
     async def ensure_indexes(self) -> None:
         await self.scores.create_index([("period", 1), ("score", -1)])
+        await self.scores.create_index([("unit_id", 1), ("year", 1)])
 
-    async def get(self, unit_id: str, period: str, session: Session | None = None) -> MonthlyScore | None:
+    async def get(self, unit_id: str, period: str, session: Session | None = None) -> Score | None:
         doc = await self.scores.find_one({"_id": f"{unit_id}|{period}"}, session=session)
-        return _to_score(doc) if doc else None
+        return to_score(doc) if doc and "score" in doc else None
 
-    async def put(self, score: MonthlyScore, updated_at: datetime, session: Session) -> bool:
-        """Keep ``score``; True if it differs from the one kept before.
+    async def of_unit_year(self, unit_id: str, year: str, session: Session | None = None) -> dict[str, Score]:
+        docs = await self.scores.find(
+            {"unit_id": unit_id, "year": year, "score": {"$exists": True}}, session=session
+        ).to_list(None)
+        return {d["period"]: to_score(d) for d in docs}
 
-        The document is written even when the score is unchanged (``revision``): two
-        transactions that rescore the same unit and month then always conflict, and the
-        one retried sees the other's facts.
-        """
-        key = f"{score.unit_id}|{score.period}"
-        before = await self.get(score.unit_id, score.period, session)
-        fields = asdict(score)
-        fields["breakdown"] = [item.model_dump() for item in score.breakdown]
-        update: Document = {"$inc": {"revision": 1}}
-        if before != score:
-            update["$set"] = {**fields, "updated_at": updated_at}
-        await self.scores.update_one({"_id": key}, update, upsert=True, session=session)
-        return before != score
+    async def years_of_unit(self, unit_id: str, session: Session | None = None) -> list[str]:
+        return sorted(await self.scores.distinct("year", {"unit_id": unit_id}, session=session))
 
-    async def for_period(self, period: str) -> list[MonthlyScore]:
-        return [_to_score(d) async for d in self.scores.find({"period": period})]
+    async def units_in_year(self, year: str, session: Session | None = None) -> list[str]:
+        return sorted(await self.scores.distinct("unit_id", {"period": year}, session=session))
+
+    async def touch_year(self, unit_id: str, year: str, session: Session) -> None:
+        """Write the unit's year document whatever changed: two transactions rescoring the
+        same unit's year then always conflict, and the one retried sees the other's facts."""
+        await self.scores.update_one(
+            {"_id": f"{unit_id}|{year}"},
+            {"$inc": {"revision": 1}, "$setOnInsert": {"unit_id": unit_id, "period": year, "year": year}},
+            upsert=True,
+            session=session,
+        )
+
+    async def put(self, score: Score, before: Score | None, updated_at: datetime, session: Session) -> bool:
+        """Keep ``score``; True if it differs from the one kept before."""
+        if before == score:
+            return False
+        await self.scores.update_one(
+            {"_id": f"{score.unit_id}|{score.period}"},
+            {"$set": {**score_fields(score), "year": score.period[:4], "updated_at": updated_at}},
+            upsert=True,
+            session=session,
+        )
+        return True
+
+    async def for_period(self, period: str) -> list[Score]:
+        return [to_score(d) async for d in self.scores.find({"period": period, "score": {"$exists": True}})]
+
+    async def for_unit(self, unit_id: str) -> list[Score]:
+        docs = self.scores.find({"unit_id": unit_id, "score": {"$exists": True}}).sort("period", 1)
+        return [to_score(d) async for d in docs]
+
+    async def versions(self) -> set[str]:
+        return set(await self.scores.distinct("rules_version"))
 
 
-def _to_score(doc: Document) -> MonthlyScore:
-    return MonthlyScore(
+def score_fields(score: Score) -> dict[str, Any]:
+    fields = asdict(score)
+    fields["items"] = [{**asdict(i), "facts": list(i.facts)} for i in score.items]
+    return fields
+
+
+def to_score(doc: Document) -> Score:
+    return Score(
         unit_id=doc["unit_id"],
         period=doc["period"],
         score=doc["score"],
         max_score=doc["max_score"],
-        breakdown=tuple(ScoreItem(**item) for item in doc["breakdown"]),
+        bonus=doc["bonus"],
+        vetoed=doc["vetoed"],
+        items=tuple(ItemResult(**{**i, "facts": tuple(i["facts"])}) for i in doc["items"]),
         rules_version=doc["rules_version"],
     )

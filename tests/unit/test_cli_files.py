@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from bench.recompute import default_rules
 from services.evidence.domain import sniff
-from services.supervision.domain import score_month
+from services.supervision.domain import MonthFacts, Unit, score_month
 from shared.events import (
     ActivityCompletedEvent,
     EvidenceSubmittedEvent,
@@ -171,7 +172,7 @@ def test_exactly_one_demo_unit_has_no_activity():
     idle = {unit.unit_id for unit in demo.units} - demo.active_units
     assert len(idle) == 1
     [unit_id] = idle
-    assert score_month(unit_id, demo.period, []).score == 0.0
+    assert score_month(MonthFacts(Unit(unit_id), demo.period), default_rules()).score == 0.0
 
 
 def test_every_demo_activity_falls_in_the_demo_month():

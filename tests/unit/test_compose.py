@@ -338,7 +338,7 @@ def test_service_builds_from_its_own_dockerfile(compose: dict[str, Any], name: s
 
 def _settings_classes(service: str) -> list[type[BaseSettings]]:
     """The settings classes of shared/settings.py and of services/<service>/settings.py."""
-    modules = [importlib.import_module("shared.settings")]
+    modules = [importlib.import_module("shared.settings"), importlib.import_module("shared.auth")]
     try:
         modules.append(importlib.import_module(f"services.{service}.settings"))
     except ModuleNotFoundError as error:

@@ -47,6 +47,12 @@ from shared.events import (
     parse_event,
     period_of,
 )
+from shared.events.supervision import (
+    InspectionAssessment,
+    InspectionFinding,
+    InspectionRecorded,
+    InspectionRecordedEvent,
+)
 from shared.events.units import (
     CivilizedCategory,
     UnitContact,
@@ -70,6 +76,18 @@ def _envelope(model: type[CloudEvent[Any]], data: Any, **extra: Any) -> CloudEve
 EXAMPLES: dict[str, CloudEvent[Any]] = {
     e.TYPE: e
     for e in (
+        _envelope(
+            InspectionRecordedEvent,
+            InspectionRecorded(
+                inspection_id="i-2020-06-1",
+                unit_id="431381101201",
+                period="2020-06",
+                inspected_at=AT,
+                inspector="市文明办督查组",
+                findings=[InspectionFinding(note="台账不全", occurrences=2)],
+                assessments=[InspectionAssessment(rule="office_assessment", points=3)],
+            ),
+        ),
         _envelope(
             ProjectListPublishedEvent,
             ProjectListPublished(
