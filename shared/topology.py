@@ -63,6 +63,9 @@ def _office_buffer(name: str) -> RabbitQueue:
 
 OFFICE_SCORES = _office_buffer("office.scores")
 OFFICE_REJECTIONS = _office_buffer("office.rejections")
+# Evidence the office must look at (fraud signals), activities whose evidence is complete,
+# and the office's own reviews as accepted.
+OFFICE_EVIDENCE = _office_buffer("office.evidence")
 
 BINDINGS: list[tuple[RabbitQueue, RabbitExchange, tuple[str, ...]]] = [
     (REGISTRY_INGRESS, INGRESS, ("wmsj.unit.registered.*",)),
@@ -73,7 +76,7 @@ BINDINGS: list[tuple[RabbitQueue, RabbitExchange, tuple[str, ...]]] = [
         INGRESS,
         ("wmsj.activity.scheduled.*", "wmsj.activity.completed.*", "wmsj.projects.published.*"),
     ),
-    (EVIDENCE_INGRESS, INGRESS, ("wmsj.evidence.submitted.*",)),
+    (EVIDENCE_INGRESS, INGRESS, ("wmsj.evidence.submitted.*", "wmsj.evidence.reviewed.*")),
     (
         SUPERVISION_EVENTS,
         EVENTS,
@@ -88,6 +91,11 @@ BINDINGS: list[tuple[RabbitQueue, RabbitExchange, tuple[str, ...]]] = [
     (EVIDENCE_EVENTS, EVENTS, ("wmsj.activity.scheduled.*", "wmsj.projects.published.*")),
     (OFFICE_SCORES, EVENTS, ("wmsj.score.updated.*",)),
     (OFFICE_REJECTIONS, EVENTS, ("wmsj.event.rejected.*",)),
+    (
+        OFFICE_EVIDENCE,
+        EVENTS,
+        ("wmsj.evidence.flagged.*", "wmsj.evidence.complete.*", "wmsj.evidence.reviewed.*"),
+    ),
     (DEAD_LETTERS, DEAD_LETTER, ("",)),
 ]
 
