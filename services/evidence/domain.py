@@ -200,14 +200,18 @@ def fraud_signals(
 
     The same photo again for the *same* activity and unit is a resubmission, not a reuse."""
     flags: list[Flag] = []
-    for other in sorted(others, key=lambda o: o.evidence_id):
+    named: set[tuple[str, str]] = set()  # one flag per other activity: the same file first
+    for other in sorted(others, key=lambda o: (o.sha256 != data.sha256, o.evidence_id)):
         if other.evidence_id == data.evidence_id:
             continue
         if other.activity_id == data.activity_id and other.unit_id == data.unit_id:
             continue
+        if (other.activity_id, other.unit_id) in named:
+            continue
         where = f"evidence {other.evidence_id!r} of activity {other.activity_id!r} (unit {other.unit_id!r})"
         if other.sha256 == data.sha256:
             flags.append(Flag("same-file", f"the same file was already reported as {where}", other))
+            named.add((other.activity_id, other.unit_id))
         elif photo is not None and other.dhash is not None and not is_featureless(photo.dhash):
             distance = hamming(photo.dhash, other.dhash)
             if distance <= NEAR_DUPLICATE_BITS:
@@ -219,6 +223,7 @@ def fraud_signals(
                         distance,
                     )
                 )
+                named.add((other.activity_id, other.unit_id))
     taken = photo.taken_at if photo else None
     if taken is not None and taken < activity.starts_at - TAKEN_BEFORE_TOLERANCE:
         flags.append(

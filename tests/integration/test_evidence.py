@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
+import random
 import secrets
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any
 
 import pytest
+from PIL import Image, ImageDraw
 
 from shared.events import (
+    CITY_TZ,
     ActivityScheduled,
     ActivityScheduledEvent,
     EvidenceStoredEvent,
@@ -19,6 +23,7 @@ from shared.events import (
     EvidenceSubmittedEvent,
     new_event,
 )
+from shared.events.evidence import EvidenceFlaggedEvent
 from tests.conftest import Infra
 from tests.support import Tap, dead_letters
 from wmsj.client import TownshipClient, upload
@@ -228,3 +233,132 @@ async def test_evidence_that_overtakes_its_schedule_waits_for_it_and_is_kept(
         lambda e: e.type == EvidenceStoredEvent.TYPE and e.subject == event.data.evidence_id, timeout=60
     )
     assert township.rejections == []
+
+
+# ----------------------------------------------------------------------------- fraud signals
+
+
+def camera_photo(seed: int, *, taken_at: str | None = None, size: tuple[int, int] = (800, 600)) -> bytes:
+    """A JPEG with shapes (so that it has a perceptual fingerprint), optionally with EXIF
+    DateTimeOriginal and GPS as a phone writes them."""
+    rng = random.Random(seed)
+    image = Image.new("RGB", size, (rng.randrange(256), rng.randrange(256), rng.randrange(256)))
+    draw = ImageDraw.Draw(image)
+    for _ in range(25):
+        x, y = rng.randrange(size[0]), rng.randrange(size[1])
+        box = (x, y, x + rng.randrange(40, 300), y + rng.randrange(40, 300))
+        colour = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=colour)
+    exif = Image.Exif()
+    if taken_at:
+        exif.get_ifd(0x8769)[36867] = taken_at
+        exif.get_ifd(0x8825).update({1: "N", 2: (27.0, 44.0, 30.0), 3: "E", 4: (111.0, 26.0, 15.0)})
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=92, exif=exif)
+    return out.getvalue()
+
+
+def resized_and_recompressed(jpeg: bytes) -> bytes:
+    image = Image.open(io.BytesIO(jpeg))
+    smaller = image.resize((image.width * 3 // 5, image.height * 3 // 5), Image.Resampling.BILINEAR)
+    out = io.BytesIO()
+    smaller.save(out, "JPEG", quality=55)
+    return out.getvalue()
+
+
+async def submit_jpeg(
+    s3: Any, township: TownshipClient, tap: Tap, activity_id: str, content: bytes, unit_id: str = UNIT
+) -> EvidenceSubmittedEvent:
+    settings, client = s3
+    key = f"{unit_id}/{secrets.token_hex(4)}.jpg"
+    upload(client, settings.upload_bucket, key, content, "image/jpeg")
+    event = submitted(key, content, activity_id=activity_id, unit_id=unit_id, content_type="image/jpeg")
+    await township.publish(event)
+    await tap.wait_for(
+        lambda e: e.type == EvidenceStoredEvent.TYPE and e.subject == event.data.evidence_id, timeout=60
+    )
+    return event
+
+
+def flags_of(tap: Tap, evidence_id: str) -> list[Any]:
+    return tap.matching(lambda e: e.type == EvidenceFlaggedEvent.TYPE and e.subject == evidence_id)
+
+
+async def test_a_resized_recompressed_copy_for_another_activity_is_flagged_naming_the_first(
+    apps: dict[str, ModuleType], s3: Any, township: TownshipClient, tap: Tap
+) -> None:
+    first_activity = await scheduled(apps, township)
+    other_unit = "431381102"
+    second_activity = await scheduled(apps, township, unit_id=other_unit)
+    original = camera_photo(secrets.randbits(32))
+    copy = resized_and_recompressed(original)
+    assert hashlib.sha256(copy).digest() != hashlib.sha256(original).digest()
+
+    first = await submit_jpeg(s3, township, tap, first_activity, original)
+    second = await submit_jpeg(s3, township, tap, second_activity, copy, unit_id=other_unit)
+
+    [flag] = await tap.wait_for(
+        lambda e: e.type == EvidenceFlaggedEvent.TYPE and e.subject == second.data.evidence_id
+    )
+    assert flag.data.signal == "near-duplicate"
+    assert flag.data.other_evidence_id == first.data.evidence_id
+    assert flag.data.other_activity_id == first_activity and flag.data.other_unit_id == UNIT
+    assert flag.data.distance is not None and flag.data.distance <= 6
+    assert f"evidence {first.data.evidence_id!r} of activity {first_activity!r}" in flag.data.detail
+    assert flags_of(tap, first.data.evidence_id) == []  # the first use is not the suspect
+    record = await apps["evidence"].evidence.get(second.data.evidence_id)
+    assert [f["other_evidence_id"] for f in record["flags"]] == [first.data.evidence_id]
+
+
+async def test_the_same_file_for_another_activity_is_flagged_but_again_for_the_same_is_not(
+    apps: dict[str, ModuleType], s3: Any, township: TownshipClient, tap: Tap
+) -> None:
+    activity_a = await scheduled(apps, township)
+    activity_b = await scheduled(apps, township)
+    photo = camera_photo(secrets.randbits(32))
+    first = await submit_jpeg(s3, township, tap, activity_a, photo)
+    again = await submit_jpeg(s3, township, tap, activity_a, photo)
+    reused = await submit_jpeg(s3, township, tap, activity_b, photo)
+
+    [flag] = await tap.wait_for(
+        lambda e: e.type == EvidenceFlaggedEvent.TYPE and e.subject == reused.data.evidence_id
+    )
+    assert flag.data.signal == "same-file"
+    assert {flag.data.other_evidence_id} <= {first.data.evidence_id, again.data.evidence_id}
+    await asyncio.sleep(1)
+    assert flags_of(tap, again.data.evidence_id) == []
+
+
+async def test_a_photo_taken_long_before_its_activity_is_flagged_and_its_exif_is_kept(
+    apps: dict[str, ModuleType], s3: Any, township: TownshipClient, tap: Tap
+) -> None:
+    starts = datetime(2020, 6, 12, 9, 0, tzinfo=CITY_TZ)
+    activity_id = await scheduled(apps, township, starts_at=starts)
+    old = camera_photo(secrets.randbits(32), taken_at="2020:05:01 10:00:00")
+    event = await submit_jpeg(s3, township, tap, activity_id, old)
+
+    [flag] = await tap.wait_for(
+        lambda e: e.type == EvidenceFlaggedEvent.TYPE and e.subject == event.data.evidence_id
+    )
+    assert flag.data.signal == "taken-before-activity"
+    assert "41 days before the activity started" in flag.data.detail
+    record = await apps["evidence"].evidence.get(event.data.evidence_id)
+    assert record["taken_at"] == datetime(2020, 5, 1, 2, 0, tzinfo=UTC)
+    assert record["gps"] == pytest.approx([27 + 44 / 60 + 30 / 3600, 111 + 26 / 60 + 15 / 3600])
+    assert abs(record["reported_at"] - event.time) < timedelta(milliseconds=1)  # Mongo keeps ms
+
+
+async def test_a_photo_gets_a_thumbnail_kept_beside_it(
+    apps: dict[str, ModuleType], s3: Any, township: TownshipClient, tap: Tap, activity: str
+) -> None:
+    settings, client = s3
+    event = await submit_jpeg(s3, township, tap, activity, camera_photo(secrets.randbits(32)))
+    record = await apps["evidence"].evidence.get(event.data.evidence_id)
+    assert record["thumbnail_key"] == record["object_key"] + ".thumb.jpg"
+    kept = client.get_object(settings.evidence_bucket, record["thumbnail_key"])
+    try:
+        thumbnail = Image.open(io.BytesIO(kept.read()))
+    finally:
+        kept.close()
+        kept.release_conn()
+    assert thumbnail.format == "JPEG" and max(thumbnail.size) == 320
