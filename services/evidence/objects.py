@@ -210,7 +210,8 @@ class StreamedUpload:
             self._pending += item
         if size < 0:
             size = len(self._pending)
-        out = bytes(self._pending[:size])
+        with memoryview(self._pending) as view:
+            out = bytes(view[:size])  # one copy, not two
         del self._pending[:size]
         return out
 
