@@ -12,18 +12,29 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from faststream.rabbit import RabbitExchange
 from PIL import Image, ImageDraw
 
 from shared.events import (
     CITY_TZ,
     ActivityScheduled,
     ActivityScheduledEvent,
+    EvidenceRequirement,
     EvidenceStoredEvent,
     EvidenceSubmitted,
     EvidenceSubmittedEvent,
+    KeyProject,
+    ProjectListPublished,
+    ProjectListPublishedEvent,
     new_event,
 )
-from shared.events.evidence import EvidenceFlaggedEvent
+from shared.events.evidence import (
+    EvidenceCompleteEvent,
+    EvidenceFlaggedEvent,
+    EvidenceReviewed,
+    EvidenceReviewedEvent,
+)
+from shared.topology import EVIDENCE_EVENTS
 from tests.conftest import Infra
 from tests.support import Tap, dead_letters
 from wmsj.client import TownshipClient, upload
@@ -362,3 +373,132 @@ async def test_a_photo_gets_a_thumbnail_kept_beside_it(
         kept.close()
         kept.release_conn()
     assert thumbnail.format == "JPEG" and max(thumbnail.size) == 320
+
+
+# ----------------------------------------------------------------------------- requirements and review
+
+
+async def project_requires(apps: dict[str, ModuleType], **requirement: Any) -> str:
+    """A key project list with one project, as the activities service re-publishes it,
+    delivered to the evidence service's queue; returns the project id once it is known."""
+    project_id = "P-" + secrets.token_hex(4)
+    listed = new_event(
+        ProjectListPublishedEvent,
+        ProjectListPublished(
+            year=2020,
+            version=1,
+            projects=[
+                KeyProject(
+                    project_id=project_id,
+                    theme="理论宣讲",
+                    months=[6],
+                    evidence=EvidenceRequirement(**requirement),
+                )
+            ],
+        ),
+        source="/wmsj/activities",
+        time=datetime.now(UTC),
+    )
+    await apps["registry"].service.bus.publish(
+        listed, exchange=RabbitExchange(""), routing_key=EVIDENCE_EVENTS.name
+    )
+    deadline = asyncio.get_running_loop().time() + 60
+    while not await apps["evidence"].evidence.projects.find_one({"_id": project_id}):
+        assert asyncio.get_running_loop().time() < deadline, "the project list never arrived"
+        await asyncio.sleep(0.1)
+    return project_id
+
+
+async def submit(
+    s3: Any, township: TownshipClient, tap: Tap, activity_id: str, content: bytes, content_type: str
+) -> EvidenceSubmittedEvent:
+    settings, client = s3
+    key = f"{UNIT}/{secrets.token_hex(4)}"
+    upload(client, settings.upload_bucket, key, content, content_type)
+    event = submitted(key, content, activity_id=activity_id, content_type=content_type)
+    await township.publish(event)
+    await tap.wait_for(
+        lambda e: e.type == EvidenceStoredEvent.TYPE and e.subject == event.data.evidence_id, timeout=60
+    )
+    return event
+
+
+def completions(tap: Tap, activity_id: str) -> list[Any]:
+    return tap.matching(lambda e: e.type == EvidenceCompleteEvent.TYPE and e.subject == activity_id)
+
+
+async def test_evidence_complete_is_announced_once_the_projects_rule_is_met(
+    apps: dict[str, ModuleType], s3: Any, township: TownshipClient, tap: Tap
+) -> None:
+    project_id = await project_requires(apps, min_photos=2, text_report=True)
+    activity_id = await scheduled(apps, township, project_id=project_id)
+    photos = [
+        await submit(s3, township, tap, activity_id, png(secrets.randbits(32)), "image/png") for _ in range(2)
+    ]
+    await asyncio.sleep(1)
+    assert completions(tap, activity_id) == []
+    state = await apps["evidence"].evidence.activity(activity_id)
+    assert state["missing"] == ["a text report (plain text or PDF)"]
+
+    report = await submit(
+        s3, township, tap, activity_id, "活动总结：开展理论宣讲一次。".encode(), "text/plain"
+    )
+    [complete] = await tap.wait_for(
+        lambda e: e.type == EvidenceCompleteEvent.TYPE and e.subject == activity_id
+    )
+    assert complete.data.project_id == project_id
+    assert (complete.data.min_photos, complete.data.photos, complete.data.text_reports) == (2, 2, 1)
+    assert sorted(complete.data.evidence_ids) == sorted(e.data.evidence_id for e in [*photos, report])
+    await submit(s3, township, tap, activity_id, png(secrets.randbits(32)), "image/png")
+    await asyncio.sleep(1)
+    assert len(completions(tap, activity_id)) == 1  # announced once
+
+
+def review(evidence_id: str, verdict: str, reason: str = "") -> EvidenceReviewedEvent:
+    data = EvidenceReviewed(evidence_id=evidence_id, verdict=verdict, reason=reason, reviewer="office-zhang")  # type: ignore[arg-type]
+    return new_event(EvidenceReviewedEvent, data, source="/office", time=datetime.now(UTC))  # type: ignore[return-value]
+
+
+async def test_flagged_evidence_counts_only_once_the_office_accepts_it(
+    apps: dict[str, ModuleType], s3: Any, township: TownshipClient, tap: Tap
+) -> None:
+    project_id = await project_requires(apps, min_photos=1, text_report=False)
+    first_activity = await scheduled(apps, township, project_id=project_id)
+    second_activity = await scheduled(apps, township, project_id=project_id)
+    photo = png(secrets.randbits(32))
+    await submit(s3, township, tap, first_activity, photo, "image/png")
+    await tap.wait_for(lambda e: e.type == EvidenceCompleteEvent.TYPE and e.subject == first_activity)
+    reused = await submit(s3, township, tap, second_activity, photo, "image/png")
+    await tap.wait_for(lambda e: e.type == EvidenceFlaggedEvent.TYPE and e.subject == reused.data.evidence_id)
+    await asyncio.sleep(1)
+    assert completions(tap, second_activity) == []  # flagged: not silently accepted
+
+    accepted = review(reused.data.evidence_id, "accepted", "同一场活动的两个签到点")
+    await township.publish(accepted)
+    [echo] = await tap.wait_for(
+        lambda e: e.type == EvidenceReviewedEvent.TYPE and e.subject == reused.data.evidence_id
+    )
+    assert echo.data == accepted.data
+    await tap.wait_for(lambda e: e.type == EvidenceCompleteEvent.TYPE and e.subject == second_activity)
+    record = await apps["evidence"].evidence.get(reused.data.evidence_id)
+    assert record["review"]["verdict"] == "accepted" and record["flags"][0]["signal"] == "same-file"
+
+
+async def test_the_office_rejects_evidence_with_a_reason_and_nothing_is_deleted(
+    apps: dict[str, ModuleType], s3: Any, township: TownshipClient, tap: Tap, activity: str
+) -> None:
+    settings, client = s3
+    event = await submit(s3, township, tap, activity, png(secrets.randbits(32)), "image/png")
+    await township.publish(review(event.data.evidence_id, "rejected", "照片与活动无关"))
+    await tap.wait_for(lambda e: e.type == EvidenceReviewedEvent.TYPE and e.subject == event.data.evidence_id)
+    record = await apps["evidence"].evidence.get(event.data.evidence_id)
+    assert (record["review"]["verdict"], record["review"]["reason"]) == ("rejected", "照片与活动无关")
+    client.stat_object(settings.evidence_bucket, record["object_key"])  # still kept
+    state = await apps["evidence"].evidence.activity(activity)
+    assert [i["counts"] for i in state["evidence"]] == [False]
+
+
+async def test_a_review_of_unknown_evidence_is_refused(township: TownshipClient) -> None:
+    await township.publish(review("e-nowhere", "accepted"))
+    [rejection] = await township.wait_for_rejections(1, timeout=30)
+    assert rejection.reason == "unknown evidence 'e-nowhere': only stored evidence can be reviewed"

@@ -4,6 +4,7 @@ upload, the presigned POST policy (enforced by the S3 server), view links, and p
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 from collections.abc import AsyncIterator
 from types import ModuleType
@@ -13,6 +14,9 @@ import httpx
 import pytest
 
 from shared.auth import DEV_OFFICE_KEY
+from tests.integration.test_evidence import UNIT, camera_photo, scheduled, submit
+from tests.support import Tap
+from wmsj.client import TownshipClient
 from wmsj.demo import png
 
 OFFICE = {"Authorization": f"Bearer {DEV_OFFICE_KEY}"}
@@ -119,3 +123,56 @@ async def test_a_policy_for_a_type_that_is_not_accepted_or_too_big_is_refused(
         "/uploads/policy", headers=OFFICE, json={"content_type": "image/png", "size": 2**30}
     )
     assert too_big.status_code == 422
+
+
+async def test_the_office_gets_time_limited_links_to_the_original_and_its_thumbnail(
+    apps: dict[str, ModuleType], http: httpx.AsyncClient, s3: Any, township: TownshipClient, tap: Tap
+) -> None:
+    activity_id = await scheduled(apps, township)
+    photo = camera_photo(secrets.randbits(32))
+    event = await submit(s3, township, tap, activity_id, photo, "image/jpeg")
+
+    response = await http.get(f"/evidence/{event.data.evidence_id}/links", headers=OFFICE)
+    assert response.status_code == 200, response.text
+    links = response.json()
+    assert "X-Amz-Expires=900" in links["original"] and "X-Amz-Signature=" in links["original"]
+    async with httpx.AsyncClient() as browser:
+        assert (await browser.get(links["original"])).content == photo
+        thumbnail = await browser.get(links["thumbnail"])
+        assert thumbnail.status_code == 200 and thumbnail.content[:3] == b"\xff\xd8\xff"
+        unsigned = links["original"].split("?")[0]
+        assert (await browser.get(unsigned)).status_code == 403  # no link, no view
+
+    assert (await http.get(f"/evidence/{event.data.evidence_id}/links")).status_code == 401
+    assert (await http.get("/evidence/e-nowhere/links", headers=OFFICE)).status_code == 404
+
+
+async def test_a_township_key_gets_no_view_links(
+    apps: dict[str, ModuleType], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WMSJ_API_KEYS", json.dumps({DEV_OFFICE_KEY: "office", "t-key": f"township:{UNIT}"}))
+    app = apps["evidence"].create_app()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://evidence"
+    ) as client:
+        response = await client.get("/evidence/anything/links", headers={"Authorization": "Bearer t-key"})
+        assert response.status_code == 403
+        upload = await client.post(
+            "/uploads",
+            headers={"Authorization": "Bearer t-key"},
+            files={"file": ("r.txt", b"report", "text/plain")},
+        )
+        assert upload.status_code == 201 and upload.json()["object_key"].startswith(f"{UNIT}/")
+
+
+async def test_an_activitys_evidence_progress_says_what_is_missing(
+    apps: dict[str, ModuleType], http: httpx.AsyncClient, s3: Any, township: TownshipClient, tap: Tap
+) -> None:
+    activity_id = await scheduled(apps, township)
+    before = (await http.get(f"/activities/{activity_id}/evidence")).json()
+    assert before["complete"] is False and before["requirement"]["min_photos"] == 1
+    await submit(s3, township, tap, activity_id, png(secrets.randbits(32)), "image/png")
+    after = (await http.get(f"/activities/{activity_id}/evidence")).json()
+    assert (after["photos"], after["complete"]) == (1, False)
+    assert after["missing"] == ["a text report (plain text or PDF)"]  # the contract's default rule
+    assert (await http.get("/activities/a-nowhere/evidence")).status_code == 404
