@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import sys
 from collections.abc import AsyncIterator
 from types import ModuleType
 
@@ -18,9 +19,18 @@ pytestmark = pytest.mark.integration
 APPS = ("registry", "activities", "evidence", "supervision")
 
 
+def _fresh(name: str) -> ModuleType:
+    """Import a service's app now that the test environment is set. A unit test that ran
+    first (test_topology) may have imported it with the default settings — the default
+    virtual host and buckets — so it is then executed again to read this run's settings."""
+    if name in sys.modules:
+        return importlib.reload(sys.modules[name])
+    return importlib.import_module(name)
+
+
 @pytest.fixture(scope="session")
 async def apps(service_env: dict[str, str]) -> AsyncIterator[dict[str, ModuleType]]:
-    modules = {name: importlib.import_module(f"services.{name}.app") for name in APPS}
+    modules = {name: _fresh(f"services.{name}.app") for name in APPS}
     async with contextlib.AsyncExitStack() as stack:
         for module in modules.values():
             await stack.enter_async_context(module.service.running())
