@@ -92,7 +92,12 @@ async def test_a_month_from_three_townships_becomes_a_score_table(pipeline: Pipe
         deadline, rows = time.monotonic() + 60, []
         while time.monotonic() < deadline:
             rows = get_json(pipeline.url("supervision", "/scores?period=2020-06"))
-            if {r["unit_id"] for r in rows if r["score"] > 0} >= demo.active_units:
+            # Activity points come first; evidence points follow once the evidence service
+            # has learned each activity's schedule and kept its photo.
+            with_evidence = {r["unit_id"] for r in rows if r["score"] >= 90}
+            if {r["unit_id"] for r in rows if r["score"] > 0} >= demo.active_units and with_evidence >= (
+                demo.active_units - {"431381101201"}
+            ):
                 break
             await _sleep(0.5)
         scored_on_the_bus = {e.subject for e in tap.matching(lambda e: e.type == ScoreUpdatedEvent.TYPE)}
