@@ -16,6 +16,7 @@ It learns activities and the key project list from ``evidence.events`` (accepted
 from __future__ import annotations
 
 import asyncio
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import IO, Annotated, Any
 
@@ -207,7 +208,13 @@ async def on_evidence_submitted(event: EvidenceSubmittedEvent) -> None:
                     ),
                 )
             )
-        item = Counted(data.evidence_id, kind_of(data.content_type), data.sha256, counts=not flags)
+        item = Counted(
+            data.evidence_id,
+            kind_of(data.content_type),
+            data.sha256,
+            counts=not flags,
+            awaiting_review=bool(flags),
+        )
         return published + await count_on_activity(event.key, data.activity_id, item, session)
 
     await service.process(event, effect)
@@ -312,9 +319,7 @@ async def count_on_activity(
     if doc is None:
         return []
     items = [i for i in doc.get("evidence", []) if i["evidence_id"] != item.evidence_id]
-    items.append(
-        {"evidence_id": item.evidence_id, "kind": item.kind, "sha256": item.sha256, "counts": item.counts}
-    )
+    items.append(asdict(item))
     return await reassess(cause, doc, items, session)
 
 

@@ -256,6 +256,7 @@ class Counted:
     kind: Literal["photo", "report", "other"]
     sha256: str
     counts: bool  # unflagged, or accepted by the office
+    awaiting_review: bool = False  # flagged and not reviewed yet
 
 
 @dataclass(frozen=True)
@@ -281,7 +282,7 @@ def progress(requirement: EvidenceRequirement, items: list[Counted]) -> Progress
         missing.append(f"{requirement.min_photos - photos} more photo(s) (of {requirement.min_photos})")
     if requirement.text_report and reports == 0:
         missing.append("a text report (plain text or PDF)")
-    flagged = [i.evidence_id for i in items if not i.counts]
+    flagged = [i.evidence_id for i in items if i.awaiting_review]
     if missing and flagged:
         missing.append(f"the office's review of {len(flagged)} flagged piece(s): {', '.join(flagged)}")
     return Progress(photos, reports, missing, sorted(i.evidence_id for i in counting))

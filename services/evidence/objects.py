@@ -127,15 +127,23 @@ class ObjectStore:
         return out  # type: ignore[return-value]
 
     async def keep_thumbnail(self, key: str, jpeg: bytes) -> None:
-        await asyncio.to_thread(
-            lambda: self.client.put_object(
-                self.settings.evidence_bucket,
-                key,
-                io.BytesIO(jpeg),
-                len(jpeg),
-                content_type="image/jpeg",
-                retention=Retention(GOVERNANCE, datetime.now(UTC) + timedelta(days=self.retention_days)),
-            )
+        await asyncio.to_thread(self._keep_thumbnail, key, jpeg)
+
+    def _keep_thumbnail(self, key: str, jpeg: bytes) -> None:
+        bucket = self.settings.evidence_bucket
+        try:
+            self.client.stat_object(bucket, key)
+            return  # the same photo again: its thumbnail is kept already
+        except S3Error as error:
+            if error.code not in ("NoSuchKey", "NoSuchObject"):
+                raise
+        self.client.put_object(
+            bucket,
+            key,
+            io.BytesIO(jpeg),
+            len(jpeg),
+            content_type="image/jpeg",
+            retention=Retention(GOVERNANCE, datetime.now(UTC) + timedelta(days=self.retention_days)),
         )
 
     # ------------------------------------------------------------------ for people and tools

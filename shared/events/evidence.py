@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, model_validator
 
 from shared.events.envelope import CloudEvent, Data, Id, Sha256
 
@@ -88,8 +88,14 @@ class EvidenceReviewed(Data):
 
     evidence_id: Id
     verdict: Literal["accepted", "rejected"]
-    reason: str = Field(default="", max_length=2000)
+    reason: str = Field(default="", max_length=2000, description="Required for a rejection.")
     reviewer: str = Field(min_length=1, max_length=100)
+
+    @model_validator(mode="after")
+    def _rejection_says_why(self) -> EvidenceReviewed:
+        if self.verdict == "rejected" and not self.reason.strip():
+            raise ValueError("a rejection needs a reason")
+        return self
 
 
 class EvidenceFlaggedEvent(CloudEvent[EvidenceFlagged]):

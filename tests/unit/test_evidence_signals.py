@@ -26,6 +26,7 @@ from services.evidence.domain import (
 )
 from services.evidence.photos import analyse
 from shared.events import CITY_TZ, EvidenceRequirement, EvidenceSubmitted
+from shared.events.evidence import EvidenceReviewed
 
 STARTS = datetime(2020, 6, 12, 9, 0, tzinfo=CITY_TZ)
 ACTIVITY = KnownActivity("a1", "431381101", "2020-P03", STARTS, STARTS + timedelta(hours=2))
@@ -176,8 +177,21 @@ def test_the_same_photo_twice_counts_once():
 
 
 def test_flagged_evidence_counts_only_after_review_and_is_named_while_missing():
-    reached = progress(EvidenceRequirement(min_photos=1, text_report=False), [item(1, counts=False)])
+    flagged = Counted("e1", "photo", SHA, counts=False, awaiting_review=True)
+    reached = progress(EvidenceRequirement(min_photos=1, text_report=False), [flagged])
     assert reached.missing == ["1 more photo(s) (of 1)", "the office's review of 1 flagged piece(s): e1"]
+
+
+def test_evidence_the_office_rejected_does_not_count_and_awaits_nothing():
+    rejected = Counted("e1", "photo", SHA, counts=False)
+    reached = progress(EvidenceRequirement(min_photos=1, text_report=False), [rejected])
+    assert reached.missing == ["1 more photo(s) (of 1)"] and reached.photos == 0
+
+
+def test_a_rejection_needs_a_reason():
+    with pytest.raises(ValueError, match="a rejection needs a reason"):
+        EvidenceReviewed(evidence_id="e1", verdict="rejected", reason=" ", reviewer="office")
+    assert EvidenceReviewed(evidence_id="e1", verdict="accepted", reviewer="office").reason == ""
 
 
 # ----------------------------------------------------------------------------- photos
