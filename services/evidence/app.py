@@ -131,8 +131,8 @@ async def on_evidence_submitted(event: EvidenceSubmittedEvent) -> None:
     stored_at = datetime.now(UTC)
 
     async def effect(session: AsyncClientSession) -> list[CloudEvent]:
-        await evidence.claim_fingerprint(data.sha256, data.evidence_id, session)
         bands = hash_bands(photo.dhash) if photo and not is_featureless(photo.dhash) else []
+        await evidence.claim_fingerprints(data.sha256, bands, session)
         others = [occurrence(d) for d in await evidence.candidates(data.sha256, bands, session)]
         flags = fraud_signals(data, photo, activity, others)
         await evidence.put(

@@ -58,12 +58,14 @@ class EvidenceStore:
             query = {"$or": [query, {"dhash_bands": {"$in": bands}}]}
         return await self.evidence.find(query, session=session).to_list(None)
 
-    async def claim_fingerprint(self, sha256: str, evidence_id: str, session: Session) -> None:
-        """Two submissions of the same file handled at once both write this document, so one
-        retries and then sees the other as a candidate."""
-        await self.fingerprints.update_one(
-            {"_id": sha256}, {"$addToSet": {"evidence_ids": evidence_id}}, upsert=True, session=session
-        )
+    async def claim_fingerprints(self, sha256: str, bands: list[str], session: Session) -> None:
+        """Touch one document per fingerprint: the file's sha256 and each band of its
+        perceptual hash. Two submissions of the same file, or of near-duplicates (which share
+        a band), handled at the same moment thus write the same document: one transaction
+        conflicts and retries, and then sees the other as a candidate. Only a counter is
+        kept, so a common band's document stays small."""
+        for key in [f"sha256:{sha256}", *(f"dhash:{band}" for band in bands)]:
+            await self.fingerprints.update_one({"_id": key}, {"$inc": {"n": 1}}, upsert=True, session=session)
 
     # ------------------------------------------------------------------ activities and projects
 

@@ -502,3 +502,24 @@ async def test_a_review_of_unknown_evidence_is_refused(township: TownshipClient)
     await township.publish(review("e-nowhere", "accepted"))
     [rejection] = await township.wait_for_rejections(1, timeout=30)
     assert rejection.reason == "unknown evidence 'e-nowhere': only stored evidence can be reviewed"
+
+
+async def test_near_duplicates_submitted_at_the_same_moment_do_not_miss_each_other(
+    apps: dict[str, ModuleType], s3: Any, township: TownshipClient, tap: Tap
+) -> None:
+    settings, client = s3
+    activities = [await scheduled(apps, township) for _ in range(2)]
+    original = camera_photo(secrets.randbits(32))
+    events = []
+    for activity_id, content in zip(activities, [original, resized_and_recompressed(original)], strict=True):
+        key = f"{UNIT}/{secrets.token_hex(4)}.jpg"
+        upload(client, settings.upload_bucket, key, content, "image/jpeg")
+        events.append(submitted(key, content, activity_id=activity_id, content_type="image/jpeg"))
+    await asyncio.gather(*(township.publish(e) for e in events))  # handled concurrently
+    ids = {e.data.evidence_id for e in events}
+    await tap.wait_for(lambda e: e.type == EvidenceStoredEvent.TYPE and e.subject in ids, count=2, timeout=60)
+
+    # Whichever was handled second names the first; never neither.
+    [flag] = await tap.wait_for(lambda e: e.type == EvidenceFlaggedEvent.TYPE and e.subject in ids)
+    assert flag.data.signal == "near-duplicate"
+    assert {flag.subject, flag.data.other_evidence_id} == ids
