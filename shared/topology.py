@@ -66,6 +66,9 @@ def _office_buffer(name: str) -> RabbitQueue:
 OFFICE_SCORES = _office_buffer("office.scores")
 OFFICE_REJECTIONS = _office_buffer("office.rejections")
 OFFICE_WARNINGS = _office_buffer("office.warnings")
+# Evidence the office must look at (fraud signals), activities whose evidence is complete,
+# and the office's own reviews as accepted.
+OFFICE_EVIDENCE = _office_buffer("office.evidence")
 
 BINDINGS: list[tuple[RabbitQueue, RabbitExchange, tuple[str, ...]]] = [
     (REGISTRY_INGRESS, INGRESS, ("wmsj.unit.registered.*", "wmsj.volunteer.registered.*")),
@@ -87,7 +90,7 @@ BINDINGS: list[tuple[RabbitQueue, RabbitExchange, tuple[str, ...]]] = [
             "wmsj.attendance.*.*",
         ),
     ),
-    (EVIDENCE_INGRESS, INGRESS, ("wmsj.evidence.submitted.*",)),
+    (EVIDENCE_INGRESS, INGRESS, ("wmsj.evidence.submitted.*", "wmsj.evidence.reviewed.*")),
     (
         SUPERVISION_EVENTS,
         EVENTS,
@@ -104,6 +107,11 @@ BINDINGS: list[tuple[RabbitQueue, RabbitExchange, tuple[str, ...]]] = [
     # The office's inspections (督查) come in on the ingress; supervision owns them.
     (SUPERVISION_INGRESS, INGRESS, ("wmsj.inspection.recorded.*",)),
     (OFFICE_REJECTIONS, EVENTS, ("wmsj.event.rejected.*",)),
+    (
+        OFFICE_EVIDENCE,
+        EVENTS,
+        ("wmsj.evidence.flagged.*", "wmsj.evidence.complete.*", "wmsj.evidence.reviewed.*"),
+    ),
     (DEAD_LETTERS, DEAD_LETTER, ("",)),
     # Activities learns the unit tree (escalation goes to a unit's parent; the monthly
     # warning covers every known unit) from the registry's accepted facts.

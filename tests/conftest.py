@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -123,6 +124,7 @@ def _local_servers(run_id: str) -> Iterator[Infra]:
             if name.startswith(f"wmsj-{run_id}"):
                 subprocess.run(["rabbitmqctl", "-q", "delete_vhost", name], check=False, capture_output=True)
         _drop_databases(os.environ.get("WMSJ_MONGO_URL", "mongodb://127.0.0.1:27017/"), run_id)
+        _drop_buckets(run_id)
 
 
 def _containers(run_id: str) -> Iterator[Infra]:
@@ -161,6 +163,33 @@ def _containers(run_id: str) -> Iterator[Infra]:
             run_id=run_id,
             rabbitmqctl=lambda args: rabbit.exec(["rabbitmqctl", "-q", *args]),
         )
+
+
+def _drop_buckets(run_id: str) -> None:
+    """Remove this run's buckets. On SeaweedFS each bucket is a collection with volumes of
+    its own, and a server has only so many volumes: runs that left their buckets behind
+    would, in the end, leave none for the next run (uploads then fail with 500s). Kept
+    evidence is under GOVERNANCE retention, which the owner may bypass to delete test data."""
+    from minio import Minio
+    from minio.deleteobjects import DeleteObject
+
+    client = Minio(
+        os.environ.get("WMSJ_S3_ENDPOINT", "127.0.0.1:9000"),
+        os.environ.get("WMSJ_S3_ACCESS_KEY", "minioadmin"),
+        os.environ.get("WMSJ_S3_SECRET_KEY", "minioadmin"),
+        secure=False,
+    )
+    try:
+        for bucket in client.list_buckets():
+            if not bucket.name.startswith(f"{run_id}-"):
+                continue
+            listed = client.list_objects(bucket.name, recursive=True, include_version=True)
+            doomed = [DeleteObject(o.object_name or "", o.version_id) for o in listed]
+            for _ in client.remove_objects(bucket.name, doomed, bypass_governance_mode=True):
+                pass  # errors are reported lazily; the bucket removal below says if any stayed
+            client.remove_bucket(bucket.name)
+    except Exception as error:  # cleaning up must not fail the run
+        print(f"could not remove the test buckets of {run_id}: {error}", file=sys.stderr)
 
 
 def _drop_databases(mongo_url: str, run_id: str) -> None:

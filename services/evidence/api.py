@@ -1,20 +1,50 @@
-"""The evidence service's HTTP API (read-only for now)."""
+"""The evidence service's HTTP API: uploads for township tools, and what the office reads.
+
+- ``POST /uploads/policy``: a presigned POST bound to a key, a size and a content type; the
+  township uploads straight to S3 with it, then publishes ``evidence submitted``.
+- ``POST /uploads``: a multipart/form-data upload for small tools, streamed to S3 as it
+  arrives (memory stays flat for a 1 GB video); answers the claim check (key, sha256, size).
+- ``GET /evidence?activity_id=``, ``GET /evidence/{id}``: what was kept, its flags and review.
+- ``GET /evidence/{id}/links``: time-limited links to the original and its thumbnail.
+- ``GET /activities/{id}/evidence``: the activity's evidence against its project's rule.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel, Field
+from python_multipart.multipart import MultipartParser, parse_options_header
 
+from services.evidence.domain import HEAD_SAMPLE, MAX_SIZE, sniff
+from services.evidence.objects import ObjectStore
+from services.evidence.settings import EvidenceSettings
 from services.evidence.store import EvidenceStore
+from shared.auth import Caller, current_caller
+
+HIDDEN = {"_id", "dhash_bands", "upload_key"}
 
 
 def _view(doc: dict[str, Any]) -> dict[str, Any]:
-    return {"evidence_id": doc["_id"], **{k: v for k, v in doc.items() if k != "_id"}}
+    return {"evidence_id": doc["_id"], **{k: v for k, v in doc.items() if k not in HIDDEN}}
 
 
-def router(evidence: EvidenceStore) -> APIRouter:
+class UploadRequest(BaseModel):
+    content_type: str = Field(description="One of the accepted types, e.g. image/jpeg.")
+    size: int = Field(gt=0, description="Exact size in bytes; S3 refuses any other.")
+
+
+def _prefix(caller: Caller) -> str:
+    return caller.township_id if caller.township_id else "office"
+
+
+def router(evidence: EvidenceStore, objects: ObjectStore, settings: EvidenceSettings) -> APIRouter:
     api = APIRouter(tags=["evidence"])
+    expiry = timedelta(seconds=settings.link_expiry_s)
 
     @api.get("/evidence")
     async def list_evidence(activity_id: str) -> list[dict[str, Any]]:
@@ -27,4 +57,150 @@ def router(evidence: EvidenceStore) -> APIRouter:
             raise HTTPException(404, f"no evidence {evidence_id}")
         return _view(doc)
 
+    @api.get("/evidence/{evidence_id}/links")
+    async def view_links(evidence_id: str, caller: Annotated[Caller, current_caller()]) -> dict[str, Any]:
+        """Links valid for a while (presigned GETs): the office views, nothing is copied out."""
+        if not caller.is_office:
+            raise HTTPException(403, "only the office views evidence through links")
+        doc = await evidence.get(evidence_id)
+        if doc is None:
+            raise HTTPException(404, f"no evidence {evidence_id}")
+        return {
+            "evidence_id": evidence_id,
+            "original": objects.view_link(doc["object_key"], expiry),
+            "thumbnail": objects.view_link(doc["thumbnail_key"], expiry)
+            if doc.get("thumbnail_key")
+            else None,
+            "expires_at": datetime.now(UTC) + expiry,
+        }
+
+    @api.get("/activities/{activity_id}/evidence")
+    async def activity_progress(activity_id: str) -> dict[str, Any]:
+        doc = await evidence.activity(activity_id)
+        if doc is None or "stated_at" not in doc:
+            raise HTTPException(404, f"activity {activity_id} is not scheduled")
+        requirement = (
+            doc.get("requirement") or (await evidence.requirement(doc.get("project_id"))).model_dump()
+        )
+        return {
+            "activity_id": activity_id,
+            "unit_id": doc["unit_id"],
+            "project_id": doc.get("project_id"),
+            "requirement": requirement,
+            "photos": doc.get("photos", 0),
+            "text_reports": doc.get("text_reports", 0),
+            "complete": doc.get("complete", False),
+            "missing": doc.get("missing")
+            if "missing" in doc
+            else [f"{requirement['min_photos']} photo(s)", "a text report"][: 1 + requirement["text_report"]],
+            "evidence": doc.get("evidence", []),
+        }
+
+    @api.post("/uploads/policy")
+    async def upload_policy(
+        request: UploadRequest, caller: Annotated[Caller, current_caller()]
+    ) -> dict[str, Any]:
+        """A presigned POST for exactly one object: this key, this size, this type."""
+        limit = MAX_SIZE.get(request.content_type)
+        if limit is None:
+            raise HTTPException(422, f"content type {request.content_type!r} is not accepted")
+        if request.size > limit:
+            raise HTTPException(422, f"{request.size} bytes is over the {limit}-byte limit")
+        key = f"{_prefix(caller)}/{uuid.uuid4().hex}"
+        policy = objects.upload_policy(key, request.size, request.content_type, expiry)
+        return {"object_key": key, **policy, "expires_at": datetime.now(UTC) + expiry}
+
+    @api.post("/uploads", status_code=201)
+    async def upload(request: Request, caller: Annotated[Caller, current_caller()]) -> dict[str, Any]:
+        """multipart/form-data with one ``file`` part; streamed to the upload bucket."""
+        kind, options = parse_options_header(request.headers.get("content-type", ""))
+        boundary = options.get(b"boundary")
+        if kind != b"multipart/form-data" or not boundary:
+            raise HTTPException(415, "send multipart/form-data with a 'file' part")
+        return await _stream_upload(request, boundary, _prefix(caller), objects)
+
     return api
+
+
+async def _stream_upload(
+    request: Request, boundary: bytes, prefix: str, objects: ObjectStore
+) -> dict[str, Any]:
+    """Parse the multipart body as it arrives and pass the file's bytes on to S3.
+
+    The parser calls back synchronously; the bytes it hands out are collected per network
+    chunk and awaited into the S3 pipe right after, so at most one chunk is held here."""
+    key = f"{prefix}/{uuid.uuid4().hex}"
+    state: dict[str, Any] = {"field": b"", "value": b"", "headers": {}, "in_file": False, "done": False}
+    out: list[bytes] = []
+    digest = hashlib.sha256()
+    head = bytearray()
+    size = 0
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        state["field"] += data[start:end]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        state["value"] += data[start:end]
+
+    def on_header_end() -> None:
+        state["headers"][state["field"].lower()] = state["value"]
+        state["field"], state["value"] = b"", b""
+
+    def on_headers_finished() -> None:
+        _, disposition = parse_options_header(state["headers"].get(b"content-disposition", b""))
+        state["in_file"] = disposition.get(b"name") == b"file" and not state["done"]
+        state["content_type"] = state["headers"].get(b"content-type", b"application/octet-stream").decode()
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        if state["in_file"]:
+            out.append(data[start:end])
+
+    def on_part_end() -> None:
+        if state["in_file"]:
+            state["done"], state["in_file"] = True, False
+        state["headers"] = {}
+
+    parser = MultipartParser(
+        boundary,
+        {  # type: ignore[arg-type]
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_headers_finished": on_headers_finished,
+            "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
+        },
+    )
+    upload = None
+    limit = max(MAX_SIZE.values())
+    try:
+        async for chunk in request.stream():
+            parser.write(chunk)
+            if out and upload is None:
+                upload = objects.open_upload(key, state["content_type"])
+                upload.start()
+            for piece in out:
+                size += len(piece)
+                if size > limit:
+                    raise HTTPException(413, f"over the {limit}-byte limit of any accepted type")
+                if len(head) < HEAD_SAMPLE:
+                    head += piece[: HEAD_SAMPLE - len(head)]
+                digest.update(piece)
+                assert upload is not None
+                await upload.write(piece)
+            out.clear()
+        parser.finalize()
+        if upload is None or not state["done"]:
+            raise HTTPException(422, "no complete 'file' part in the form")
+        await upload.finish()
+    except BaseException as error:
+        if upload is not None:
+            await upload.abort(error if isinstance(error, Exception) else RuntimeError("cancelled"))
+        raise
+    return {
+        "object_key": key,
+        "size": size,
+        "sha256": digest.hexdigest(),
+        "content_type": state["content_type"],
+        "detected_type": sniff(bytes(head)),
+    }

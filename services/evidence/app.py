@@ -1,36 +1,73 @@
 """Evidence service: picture-and-text material (图文资料) kept as the audit trail.
 
-A township uploads a file to the upload bucket, then publishes ``evidence submitted`` with
-its key, sha256, size and type (a claim check). This service checks that the object is
-there and is what was declared, keeps it under a permanent content-addressed key with
-object-lock retention, records it, and publishes ``evidence stored`` — or refuses it with
-the reason.
+A township uploads a file to the upload bucket (with a presigned POST policy it asks for,
+or through this service's streaming HTTP upload), then publishes ``evidence submitted``
+with its key, sha256, size and type (a claim check). This service checks that the activity
+is scheduled, that the object is there and is what was declared, keeps it under a permanent
+content-addressed key with object-lock retention (plus a thumbnail of a photo), records it,
+and publishes ``evidence stored`` — or refuses it with the reason. A photo reused for
+another activity or unit, or taken long before the activity, is flagged for the office
+(``evidence flagged``) and counts only once the office accepts it (``evidence reviewed``).
+When an activity's evidence meets its project's rule, ``evidence complete`` follows.
+
+It learns activities and the key project list from ``evidence.events`` (accepted facts).
 """
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import asdict
 from datetime import UTC, datetime
+from typing import IO, Annotated, Any
 
 from fastapi import FastAPI
 from faststream.middlewares import AckPolicy
+from pydantic import Field
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from services.evidence import api
-from services.evidence.domain import RefusedEvidence, check_declared, check_object, permanent_key
+from services.evidence.domain import (
+    Counted,
+    KnownActivity,
+    Occurrence,
+    Photo,
+    RefusedEvidence,
+    check_activity,
+    check_declared,
+    check_object,
+    fraud_signals,
+    hash_bands,
+    is_featureless,
+    kind_of,
+    permanent_key,
+    progress,
+)
 from services.evidence.objects import ObjectStore
+from services.evidence.photos import READABLE, analyse
 from services.evidence.settings import EvidenceSettings
 from services.evidence.store import EvidenceStore
 from shared.events import (
+    ActivityScheduledEvent,
     CloudEvent,
     EventRejectedEvent,
     EvidenceStored,
     EvidenceStoredEvent,
     EvidenceSubmittedEvent,
+    ProjectListPublishedEvent,
     derived_id,
+    statement,
+)
+from shared.events.evidence import (
+    EvidenceComplete,
+    EvidenceCompleteEvent,
+    EvidenceFlagged,
+    EvidenceFlaggedEvent,
+    EvidenceReviewedEvent,
 )
 from shared.messaging import InvalidEvent, event_decoder, retry_transient
+from shared.mongo import Document
 from shared.service import Service
-from shared.topology import EVIDENCE_INGRESS
+from shared.topology import EVIDENCE_EVENTS, EVIDENCE_INGRESS
 
 settings = EvidenceSettings()
 service = Service("evidence", settings)
@@ -38,37 +75,66 @@ evidence = EvidenceStore(service.db)
 objects = ObjectStore(settings.s3, settings.retention_days)
 service.on_start += [evidence.ensure_indexes, objects.ensure_buckets]
 service.readiness.append(objects.ping)
-service.documents_publishing(EvidenceStoredEvent, EventRejectedEvent)
+service.documents_publishing(
+    EvidenceStoredEvent,
+    EvidenceFlaggedEvent,
+    EvidenceCompleteEvent,
+    EvidenceReviewedEvent,
+    EventRejectedEvent,
+)
+
+IngressEvent = Annotated[EvidenceSubmittedEvent | EvidenceReviewedEvent, Field(discriminator="type")]
+FactEvent = Annotated[ActivityScheduledEvent | ProjectListPublishedEvent, Field(discriminator="type")]
 
 
 @service.broker.subscriber(
     EVIDENCE_INGRESS,
-    decoder=event_decoder(EvidenceSubmittedEvent),
+    decoder=event_decoder(EvidenceSubmittedEvent, EvidenceReviewedEvent),
     ack_policy=AckPolicy.REJECT_ON_ERROR,
     no_reply=True,
-    title="evidence.ingress:evidence-submitted",
+    title="evidence.ingress:evidence",
 )
+async def on_ingress(event: IngressEvent) -> None:
+    """A unit reports picture-and-text material (上报图文资料), or the office reviews it (审核)."""
+    if isinstance(event, EvidenceSubmittedEvent):
+        await on_evidence_submitted(event)
+    else:
+        await on_evidence_reviewed(event)
+
+
 async def on_evidence_submitted(event: EvidenceSubmittedEvent) -> None:
-    """A unit reports picture-and-text material for an activity (上报图文资料)."""
     data = event.data
     if await service.already_handled(event):
         return
     try:
         check_declared(data)
+        activity = await wait_for_activity(data.activity_id)
+        check_activity(data, activity)
         found = await retry_transient(
             lambda: objects.inspect_upload(data.object_key), what=f"reading upload {data.object_key}"
         )
         check_object(data, found)
+        photo, thumbnail = await read_photo(data.object_key, data.content_type)
     except RefusedEvidence as refusal:
         raise InvalidEvent(str(refusal)) from refusal
+    assert activity is not None  # check_activity refused otherwise
     key = permanent_key(data)
     # Kept before it is recorded: a crash in between only repeats an idempotent copy.
     await retry_transient(
         lambda: objects.keep(data.object_key, key, data.content_type), what=f"keeping {key}"
     )
+    thumbnail_key = f"{key}.thumb.jpg" if thumbnail else None
+    if thumbnail and thumbnail_key:
+        await retry_transient(
+            lambda: objects.keep_thumbnail(thumbnail_key, thumbnail), what=f"keeping {thumbnail_key}"
+        )
     stored_at = datetime.now(UTC)
 
     async def effect(session: AsyncClientSession) -> list[CloudEvent]:
+        bands = hash_bands(photo.dhash) if photo and not is_featureless(photo.dhash) else []
+        await evidence.claim_fingerprints(data.sha256, bands, session)
+        others = [occurrence(d) for d in await evidence.candidates(data.sha256, bands, session)]
+        flags = fraud_signals(data, photo, activity, others)
         await evidence.put(
             {
                 "_id": data.evidence_id,
@@ -83,37 +149,227 @@ async def on_evidence_submitted(event: EvidenceSubmittedEvent) -> None:
                 "submitted_by": event.source,
                 "reported_at": event.time,
                 "stored_at": stored_at,
+                "thumbnail_key": thumbnail_key,
+                "taken_at": photo.taken_at if photo else None,
+                "gps": list(photo.gps) if photo and photo.gps else None,
+                "dhash": f"{photo.dhash:016x}" if photo else None,
+                "dhash_bands": bands,
+                "flags": [
+                    {
+                        "signal": f.signal,
+                        "detail": f.detail,
+                        "other_evidence_id": f.other.evidence_id if f.other else None,
+                        "other_activity_id": f.other.activity_id if f.other else None,
+                        "other_unit_id": f.other.unit_id if f.other else None,
+                        "distance": f.distance,
+                    }
+                    for f in flags
+                ],
+                "review": None,
             },
             session,
         )
-        stored = EvidenceStored(
-            evidence_id=data.evidence_id,
-            activity_id=data.activity_id,
-            unit_id=data.unit_id,
-            object_key=key,
-            sha256=data.sha256,
-            size=data.size,
-            content_type=data.content_type,
-            stored_at=stored_at,
-        )
-        return [
+        published: list[CloudEvent] = [
             EvidenceStoredEvent(
                 id=derived_id(event.key, "stored"),
                 source=service.bus.source,
                 time=stored_at,
                 subject=data.evidence_id,
-                data=stored,
+                data=EvidenceStored(
+                    evidence_id=data.evidence_id,
+                    activity_id=data.activity_id,
+                    unit_id=data.unit_id,
+                    object_key=key,
+                    sha256=data.sha256,
+                    size=data.size,
+                    content_type=data.content_type,
+                    stored_at=stored_at,
+                ),
             )
+        ]
+        for n, flag in enumerate(flags):
+            published.append(
+                EvidenceFlaggedEvent(
+                    id=derived_id(event.key, f"flag-{n}"),
+                    source=service.bus.source,
+                    time=stored_at,
+                    subject=data.evidence_id,
+                    data=EvidenceFlagged(
+                        evidence_id=data.evidence_id,
+                        activity_id=data.activity_id,
+                        unit_id=data.unit_id,
+                        signal=flag.signal,
+                        detail=flag.detail,
+                        other_evidence_id=flag.other.evidence_id if flag.other else None,
+                        other_activity_id=flag.other.activity_id if flag.other else None,
+                        other_unit_id=flag.other.unit_id if flag.other else None,
+                        distance=flag.distance,
+                        flagged_at=stored_at,
+                    ),
+                )
+            )
+        item = Counted(
+            data.evidence_id,
+            kind_of(data.content_type),
+            data.sha256,
+            counts=not flags,
+            awaiting_review=bool(flags),
+        )
+        return published + await count_on_activity(event.key, data.activity_id, item, session)
+
+    await service.process(event, effect)
+
+
+async def on_evidence_reviewed(event: EvidenceReviewedEvent) -> None:
+    data = event.data
+    stated = statement(event.time, data)
+
+    async def effect(session: AsyncClientSession) -> list[CloudEvent]:
+        doc = await evidence.get(data.evidence_id, session)
+        if doc is None:
+            raise InvalidEvent(f"unknown evidence {data.evidence_id!r}: only stored evidence can be reviewed")
+        current = doc.get("review")
+        if current and (current["stated_at"], current["stated"]) >= stated:
+            return []  # a later review is already kept
+        doc["review"] = {**data.model_dump(), "stated_at": stated[0], "stated": stated[1]}
+        await evidence.put(doc, session)
+        item = Counted(
+            doc["_id"], kind_of(doc["content_type"]), doc["sha256"], counts=data.verdict == "accepted"
+        )
+        return [
+            service.accepted(event, subject=data.evidence_id),
+            *await count_on_activity(event.key, doc["activity_id"], item, session),
         ]
 
     await service.process(event, effect)
 
 
+@service.broker.subscriber(
+    EVIDENCE_EVENTS,
+    decoder=event_decoder(ActivityScheduledEvent, ProjectListPublishedEvent),
+    ack_policy=AckPolicy.REJECT_ON_ERROR,
+    no_reply=True,
+    title="evidence.events:activities-and-projects",
+)
+async def on_fact(event: FactEvent) -> None:
+    """An accepted schedule (what evidence belongs to) or key project list (what it must hold)."""
+
+    async def effect(session: AsyncClientSession) -> list[CloudEvent]:
+        if isinstance(event, ActivityScheduledEvent):
+            data = event.data
+            fields = data.model_dump(include={"activity_id", "unit_id", "project_id", "starts_at", "ends_at"})
+            if not await evidence.put_schedule(fields, statement(event.time, data), session):
+                return []
+            scheduled = await evidence.activity(data.activity_id, session)
+            changed = [scheduled] if scheduled else []
+        else:
+            projects = event.data
+            ids = await evidence.put_projects(projects.year, projects.version, projects.projects, session)
+            changed = await evidence.activities_of(ids, session) if ids else []
+        published: list[CloudEvent] = []
+        for doc in changed:  # the rule an activity's evidence is held to may have changed
+            if doc and doc.get("evidence"):
+                published += await reassess(event.key, doc, doc["evidence"], session)
+        return published
+
+    await service.process(event, effect)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+async def wait_for_activity(activity_id: str) -> KnownActivity | None:
+    """The activity's schedule, waiting a while for it: it travels a longer way (township →
+    activities → wmsj.events) than the evidence, so it may arrive just after."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.unknown_activity_wait_s
+    while True:
+        found = await retry_transient(
+            lambda: evidence.known_activity(activity_id), what=f"looking up activity {activity_id}"
+        )
+        if found is not None or loop.time() >= deadline:
+            return found
+        await asyncio.sleep(0.5)
+
+
+async def read_photo(key: str, content_type: str) -> tuple[Photo | None, bytes | None]:
+    if content_type not in READABLE:
+        return None, None
+    file: IO[bytes] = await retry_transient(lambda: objects.fetch_upload(key), what=f"reading upload {key}")
+    try:
+        return await asyncio.to_thread(analyse, file)
+    finally:
+        file.close()
+
+
+def occurrence(doc: Document) -> Occurrence:
+    return Occurrence(
+        evidence_id=doc["_id"],
+        activity_id=doc["activity_id"],
+        unit_id=doc["unit_id"],
+        sha256=doc["sha256"],
+        dhash=int(doc["dhash"], 16) if doc.get("dhash") else None,
+    )
+
+
+async def count_on_activity(
+    cause: str, activity_id: str, item: Counted, session: AsyncClientSession
+) -> list[CloudEvent]:
+    doc = await evidence.activity(activity_id, session)
+    if doc is None:
+        return []
+    items = [i for i in doc.get("evidence", []) if i["evidence_id"] != item.evidence_id]
+    items.append(asdict(item))
+    return await reassess(cause, doc, items, session)
+
+
+async def reassess(
+    cause: str, doc: Document, items: list[dict[str, Any]], session: AsyncClientSession
+) -> list[CloudEvent]:
+    """Measure the activity's evidence against its project's rule; announce it complete
+    the moment it becomes so."""
+    requirement = await evidence.requirement(doc.get("project_id"), session)
+    now = datetime.now(UTC)
+    reached = progress(requirement, [Counted(**i) for i in items])
+    changes: dict[str, Any] = {
+        "evidence": items,
+        "requirement": requirement.model_dump(),
+        "photos": reached.photos,
+        "text_reports": reached.text_reports,
+        "missing": reached.missing,
+        "complete": reached.complete,
+    }
+    published: list[CloudEvent] = []
+    if reached.complete and not doc.get("complete"):
+        changes["completed_at"] = now
+        published.append(
+            EvidenceCompleteEvent(
+                id=derived_id(cause, f"complete:{doc['_id']}"),
+                source=service.bus.source,
+                time=now,
+                subject=doc["_id"],
+                data=EvidenceComplete(
+                    activity_id=doc["_id"],
+                    unit_id=doc["unit_id"],
+                    project_id=doc.get("project_id"),
+                    min_photos=requirement.min_photos,
+                    text_report_required=requirement.text_report,
+                    photos=reached.photos,
+                    text_reports=reached.text_reports,
+                    evidence_ids=reached.evidence_ids,
+                    completed_at=now,
+                ),
+            )
+        )
+    await evidence.set_activity(doc["_id"], changes, session)
+    return published
+
+
 def create_app() -> FastAPI:
     def routes(app: FastAPI) -> None:
-        app.include_router(api.router(evidence))
+        app.include_router(api.router(evidence, objects, settings))
 
     return service.http_app("wmsj evidence", routes)
 
 
-asyncapi = service.asyncapi("Picture-and-text evidence: verified, kept, immutable.")
+asyncapi = service.asyncapi("Picture-and-text evidence: verified, kept, immutable, reviewable.")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import codecs
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
 
-from shared.events import EvidenceSubmitted
+from shared.events import EvidenceRequirement, EvidenceSubmitted
 
 # What the office accepts, and how big each may be.
 MAX_SIZE = {
@@ -18,6 +20,9 @@ MAX_SIZE = {
     "text/plain": 2 * 2**20,
 }
 
+
+# How many first bytes tell the type.
+HEAD_SAMPLE = 64
 
 HEIC_BRANDS = {b"heic", b"heix", b"mif1", b"msf1", b"hevc", b"hevx"}
 MP4_BRANDS = {b"isom", b"iso2", b"iso4", b"iso5", b"iso6", b"mp41", b"mp42", b"avc1", b"M4V ", b"dash"}
@@ -92,3 +97,192 @@ def check_object(data: EvidenceSubmitted, found: StoredObject | None) -> None:
 def permanent_key(data: EvidenceSubmitted) -> str:
     """Content-addressed, so storing the same file again is a no-op."""
     return f"{data.unit_id}/{data.activity_id}/{data.sha256}"
+
+
+# ----------------------------------------------------------------------------- the activity
+
+
+@dataclass(frozen=True)
+class KnownActivity:
+    """What evidence needs to know of an activity (from its accepted schedule)."""
+
+    activity_id: str
+    unit_id: str
+    project_id: str | None
+    starts_at: datetime
+    ends_at: datetime
+
+
+def check_activity(data: EvidenceSubmitted, activity: KnownActivity | None) -> None:
+    """Evidence belongs to a scheduled activity of the unit that reports it.
+
+    Townships schedule an activity before they report its photos; a submission that arrives
+    just before the schedule has reached this service is waited for (see the app) and only
+    refused if the schedule still is not known — the township then resubmits it."""
+    if activity is None:
+        raise RefusedEvidence(
+            f"unknown activity {data.activity_id!r}: schedule it first (wmsj.activity.scheduled.v1), "
+            "then submit the evidence again"
+        )
+    if activity.unit_id != data.unit_id:
+        raise RefusedEvidence(
+            f"activity {data.activity_id!r} is run by unit {activity.unit_id!r}, not {data.unit_id!r}"
+        )
+
+
+# ----------------------------------------------------------------------------- fraud signals
+
+PHOTO_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/heic"})
+REPORT_TYPES = frozenset({"text/plain", "application/pdf"})
+
+# Perceptual hashes (64-bit dHash) of a resized or recompressed copy differ by a few bits;
+# different photos by about half of them.
+NEAR_DUPLICATE_BITS = 6
+# A photo taken more than this before its activity started is not a photo of it.
+TAKEN_BEFORE_TOLERANCE = timedelta(days=1)
+BANDS = 8
+
+
+@dataclass(frozen=True)
+class Photo:
+    """What a photo's pixels and EXIF say (read by ``photos.analyse``)."""
+
+    dhash: int
+    taken_at: datetime | None = None
+    gps: tuple[float, float] | None = None  # latitude, longitude
+    width: int = 0
+    height: int = 0
+
+
+def hamming(a: int, b: int) -> int:
+    return (a ^ b).bit_count()
+
+
+def hash_bands(dhash: int) -> list[str]:
+    """The hash cut into eight bytes, each tagged with its place. Two hashes within
+    NEAR_DUPLICATE_BITS (< 8) bits share at least one band, so an index on the bands finds
+    every candidate without comparing against every photo ever stored."""
+    return [f"{i}:{(dhash >> (8 * i)) & 0xFF:02x}" for i in range(BANDS)]
+
+
+def is_featureless(dhash: int) -> bool:
+    """A flat or nearly flat picture (a blank wall, a black frame) hashes to almost all
+    zeros or ones: every such picture would look like every other, so it is not compared."""
+    return not 4 <= dhash.bit_count() <= 60
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    """Evidence already stored, as a candidate for being the same photo."""
+
+    evidence_id: str
+    activity_id: str
+    unit_id: str
+    sha256: str
+    dhash: int | None = None
+
+
+Signal = Literal["same-file", "near-duplicate", "taken-before-activity"]
+
+
+@dataclass(frozen=True)
+class Flag:
+    signal: Signal
+    detail: str
+    other: Occurrence | None = None
+    distance: int | None = None
+
+
+def fraud_signals(
+    data: EvidenceSubmitted, photo: Photo | None, activity: KnownActivity, others: list[Occurrence]
+) -> list[Flag]:
+    """Why the office should look at this evidence before it counts (none: it counts).
+
+    The same photo again for the *same* activity and unit is a resubmission, not a reuse."""
+    flags: list[Flag] = []
+    named: set[tuple[str, str]] = set()  # one flag per other activity: the same file first
+    for other in sorted(others, key=lambda o: (o.sha256 != data.sha256, o.evidence_id)):
+        if other.evidence_id == data.evidence_id:
+            continue
+        if other.activity_id == data.activity_id and other.unit_id == data.unit_id:
+            continue
+        if (other.activity_id, other.unit_id) in named:
+            continue
+        where = f"evidence {other.evidence_id!r} of activity {other.activity_id!r} (unit {other.unit_id!r})"
+        if other.sha256 == data.sha256:
+            flags.append(Flag("same-file", f"the same file was already reported as {where}", other))
+            named.add((other.activity_id, other.unit_id))
+        elif photo is not None and other.dhash is not None and not is_featureless(photo.dhash):
+            distance = hamming(photo.dhash, other.dhash)
+            if distance <= NEAR_DUPLICATE_BITS:
+                flags.append(
+                    Flag(
+                        "near-duplicate",
+                        f"a near-duplicate ({distance} of 64 bits differ) of {where}",
+                        other,
+                        distance,
+                    )
+                )
+                named.add((other.activity_id, other.unit_id))
+    taken = photo.taken_at if photo else None
+    if taken is not None and taken < activity.starts_at - TAKEN_BEFORE_TOLERANCE:
+        flags.append(
+            Flag(
+                "taken-before-activity",
+                f"the photo was taken at {taken.isoformat()}, "
+                f"{(activity.starts_at - taken).days} days before the activity started "
+                f"({activity.starts_at.isoformat()})",
+            )
+        )
+    return flags
+
+
+# ----------------------------------------------------------------------------- requirements
+
+
+def kind_of(content_type: str) -> Literal["photo", "report", "other"]:
+    if content_type in PHOTO_TYPES:
+        return "photo"
+    if content_type in REPORT_TYPES:
+        return "report"
+    return "other"  # video: kept and shown, but the notice counts photos and a written report
+
+
+@dataclass(frozen=True)
+class Counted:
+    """One piece of an activity's evidence, as the requirement sees it."""
+
+    evidence_id: str
+    kind: Literal["photo", "report", "other"]
+    sha256: str
+    counts: bool  # unflagged, or accepted by the office
+    awaiting_review: bool = False  # flagged and not reviewed yet
+
+
+@dataclass(frozen=True)
+class Progress:
+    photos: int
+    text_reports: int
+    missing: list[str] = field(default_factory=list)
+    evidence_ids: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+
+def progress(requirement: EvidenceRequirement, items: list[Counted]) -> Progress:
+    """How far an activity's evidence meets its project's requirement. The same photo
+    reported twice counts once; flagged evidence counts only once the office accepts it."""
+    counting = [i for i in items if i.counts]
+    photos = len({i.sha256 for i in counting if i.kind == "photo"})
+    reports = len({i.sha256 for i in counting if i.kind == "report"})
+    missing = []
+    if photos < requirement.min_photos:
+        missing.append(f"{requirement.min_photos - photos} more photo(s) (of {requirement.min_photos})")
+    if requirement.text_report and reports == 0:
+        missing.append("a text report (plain text or PDF)")
+    flagged = [i.evidence_id for i in items if i.awaiting_review]
+    if missing and flagged:
+        missing.append(f"the office's review of {len(flagged)} flagged piece(s): {', '.join(flagged)}")
+    return Progress(photos, reports, missing, sorted(i.evidence_id for i in counting))

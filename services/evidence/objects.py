@@ -4,21 +4,27 @@ worker thread; files are streamed in chunks, never held whole in memory."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import io
+import queue
+import tempfile
 from datetime import UTC, datetime, timedelta
+from typing import IO, Any
 
 from minio import Minio
 from minio.commonconfig import GOVERNANCE
+from minio.datatypes import PostPolicy
 from minio.error import S3Error
 from minio.objectlockconfig import DAYS, ObjectLockConfig
 from minio.retention import Retention
 
-from services.evidence.domain import StoredObject
+from services.evidence.domain import HEAD_SAMPLE, StoredObject
 from shared.settings import S3Settings
 
 CHUNK = 1024 * 1024
 PART = 16 * 1024 * 1024
-HEAD = 64
+HEAD = HEAD_SAMPLE
 
 
 class ObjectStore:
@@ -103,3 +109,126 @@ class ObjectStore:
         finally:
             source.close()
             source.release_conn()
+
+    async def fetch_upload(self, key: str) -> IO[bytes]:
+        """The uploaded object in a temporary file (in memory while small), for Pillow."""
+        return await asyncio.to_thread(self._fetch, key)
+
+    def _fetch(self, key: str) -> IO[bytes]:
+        out = tempfile.SpooledTemporaryFile(max_size=8 * CHUNK)  # noqa: SIM115  # the caller closes it
+        response = self.client.get_object(self.settings.upload_bucket, key)
+        try:
+            for chunk in response.stream(CHUNK):
+                out.write(chunk)
+        finally:
+            response.close()
+            response.release_conn()
+        out.seek(0)
+        return out  # type: ignore[return-value]
+
+    async def keep_thumbnail(self, key: str, jpeg: bytes) -> None:
+        await asyncio.to_thread(self._keep_thumbnail, key, jpeg)
+
+    def _keep_thumbnail(self, key: str, jpeg: bytes) -> None:
+        bucket = self.settings.evidence_bucket
+        try:
+            self.client.stat_object(bucket, key)
+            return  # the same photo again: its thumbnail is kept already
+        except S3Error as error:
+            if error.code not in ("NoSuchKey", "NoSuchObject"):
+                raise
+        self.client.put_object(
+            bucket,
+            key,
+            io.BytesIO(jpeg),
+            len(jpeg),
+            content_type="image/jpeg",
+            retention=Retention(GOVERNANCE, datetime.now(UTC) + timedelta(days=self.retention_days)),
+        )
+
+    # ------------------------------------------------------------------ for people and tools
+
+    def view_link(self, key: str, expires: timedelta) -> str:
+        """A time-limited link to read a kept object (presigned GET; signing is local)."""
+        return self.client.presigned_get_object(self.settings.evidence_bucket, key, expires=expires)
+
+    def upload_policy(self, key: str, size: int, content_type: str, expires: timedelta) -> dict[str, Any]:
+        """A presigned POST that lets a township upload exactly this key, size and type:
+        the S3 server refuses any other (a presigned PUT would bind none of the three)."""
+        policy = PostPolicy(self.settings.upload_bucket, datetime.now(UTC) + expires)
+        policy.add_equals_condition("key", key)
+        policy.add_equals_condition("Content-Type", content_type)
+        policy.add_content_length_range_condition(size, size)
+        fields = self.client.presigned_post_policy(policy)
+        scheme = "https" if self.settings.secure else "http"
+        return {
+            "url": f"{scheme}://{self.settings.endpoint}/{self.settings.upload_bucket}",
+            "fields": {**fields, "key": key, "Content-Type": content_type},
+        }
+
+    def open_upload(self, key: str, content_type: str) -> StreamedUpload:
+        return StreamedUpload(self, key, content_type)
+
+
+class StreamedUpload:
+    """An upload fed chunk by chunk from async code, sent to S3 as a multipart upload by a
+    worker thread: at most ``BUFFERED`` chunks plus one S3 part are ever in memory."""
+
+    BUFFERED = 8
+
+    def __init__(self, store: ObjectStore, key: str, content_type: str) -> None:
+        self.store, self.key, self.content_type = store, key, content_type
+        self._chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(self.BUFFERED)
+        self._pending = bytearray()
+        self._task: asyncio.Future[Any] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(asyncio.to_thread(self._send))
+
+    async def write(self, chunk: bytes) -> None:
+        await self._put(chunk)
+
+    async def finish(self) -> None:
+        await self._put(None)
+        assert self._task is not None
+        await self._task
+
+    async def abort(self, error: BaseException) -> None:
+        await self._put(error)
+        if self._task is not None:
+            # The upload fails as intended; the SDK aborts it, so S3 drops its parts.
+            with contextlib.suppress(BaseException):
+                await self._task
+
+    async def _put(self, item: bytes | BaseException | None) -> None:
+        try:
+            self._chunks.put_nowait(item)
+        except queue.Full:  # the S3 side is slower: wait for it without blocking the loop
+            await asyncio.to_thread(self._chunks.put, item)
+
+    def read(self, size: int = -1) -> bytes:
+        """File-like ``read`` for the minio SDK, in the worker thread."""
+        while size < 0 or len(self._pending) < size:
+            item = self._chunks.get()
+            if item is None:
+                self._chunks.put(None)  # later reads see the end too
+                break
+            if isinstance(item, BaseException):
+                raise item
+            self._pending += item
+        if size < 0:
+            size = len(self._pending)
+        with memoryview(self._pending) as view:
+            out = bytes(view[:size])  # one copy, not two
+        del self._pending[:size]
+        return out
+
+    def _send(self) -> None:
+        self.store.client.put_object(
+            self.store.settings.upload_bucket,
+            self.key,
+            self,  # type: ignore[arg-type]
+            -1,
+            content_type=self.content_type,
+            part_size=PART,
+        )

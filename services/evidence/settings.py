@@ -8,3 +8,8 @@ class EvidenceSettings(CommonSettings):
     s3: S3Settings = Field(default_factory=S3Settings)
     # Evidence is the audit trail: kept under object-lock retention this long.
     retention_days: int = 5 * 365
+    # Evidence may overtake its activity's schedule (they come through different queues):
+    # a submission for an activity not known yet is held this long before it is refused.
+    unknown_activity_wait_s: float = 30.0
+    # How long a view link (presigned GET) or an upload policy (presigned POST) is valid.
+    link_expiry_s: int = 15 * 60

@@ -107,8 +107,19 @@ async def test_a_month_from_three_townships_becomes_a_score_table(pipeline: Pipe
         deadline, rows, previous = time.monotonic() + 90, [], None
         while time.monotonic() < deadline:
             rows = get_json(pipeline.url("supervision", "/scores?period=2020-06"))
-            # Every active unit scored, and the table settled (evidence may come after).
-            if {r["unit_id"] for r in rows if r["score"] > 0} >= demo.active_units and rows == previous:
+            # Every active unit scored, the evidence points in (they follow the activity points
+            # once the evidence service has learned each schedule), and the table settled.
+            evidence = {
+                r["unit_id"]
+                for r in rows
+                for i in r["breakdown"]
+                if i["rule"] == "evidence" and i["points"] > 0
+            }
+            if (
+                {r["unit_id"] for r in rows if r["score"] > 0} >= demo.active_units
+                and evidence >= demo.active_units - {"431381101201"}
+                and rows == previous
+            ):
                 break
             previous = rows
             await _sleep(2)

@@ -47,6 +47,14 @@ from shared.events import (
     parse_event,
     period_of,
 )
+from shared.events.evidence import (
+    EvidenceComplete,
+    EvidenceCompleteEvent,
+    EvidenceFlagged,
+    EvidenceFlaggedEvent,
+    EvidenceReviewed,
+    EvidenceReviewedEvent,
+)
 from shared.events.supervision import (
     InspectionAssessment,
     InspectionFinding,
@@ -196,6 +204,44 @@ EXAMPLES: dict[str, CloudEvent[Any]] = {
                 size=1234,
                 content_type="image/png",
                 stored_at=AT + timedelta(hours=4),
+            ),
+        ),
+        _envelope(
+            EvidenceFlaggedEvent,
+            EvidenceFlagged(
+                evidence_id="a2-E1",
+                activity_id="a2",
+                unit_id="431381102",
+                signal="near-duplicate",
+                detail="a near-duplicate (3 of 64 bits differ) of evidence 'a1-E1' of activity 'a1'",
+                other_evidence_id="a1-E1",
+                other_activity_id="a1",
+                other_unit_id="431381101",
+                distance=3,
+                flagged_at=AT + timedelta(hours=4),
+            ),
+        ),
+        _envelope(
+            EvidenceCompleteEvent,
+            EvidenceComplete(
+                activity_id="a1",
+                unit_id="431381101",
+                project_id="2020-P03",
+                min_photos=1,
+                text_report_required=True,
+                photos=1,
+                text_reports=1,
+                evidence_ids=["a1-E1", "a1-E2"],
+                completed_at=AT + timedelta(hours=4),
+            ),
+        ),
+        _envelope(
+            EvidenceReviewedEvent,
+            EvidenceReviewed(
+                evidence_id="a2-E1",
+                verdict="rejected",
+                reason="同一照片用于两次活动",
+                reviewer="office-zhang",
             ),
         ),
         _envelope(
