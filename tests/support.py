@@ -59,6 +59,21 @@ class Tap:
         )
 
 
+async def publish_as_platform(amqp_url: str, event: CloudEvent[Any]) -> None:
+    """Publish an accepted fact on ``wmsj.events``, as the service that owns it would."""
+    connection = await aio_pika.connect_robust(amqp_url)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange("wmsj.events", ensure=True)
+        await exchange.publish(
+            aio_pika.Message(event.model_dump_json().encode(), content_type="application/cloudevents+json"),
+            routing_key=event.type,
+            mandatory=True,
+        )
+    finally:
+        await connection.close()
+
+
 async def dead_letters(amqp_url: str, *, settle: float = 0.5) -> list[dict[str, Any]]:
     """Drain the dead-letter queue: each message's body (parsed if JSON), queue and reason."""
     await asyncio.sleep(settle)

@@ -8,6 +8,7 @@ import os
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from minio import Minio
 
 from shared.auth import DEV_OFFICE_KEY
 from shared.events import (
+    ActivityScheduled,
+    ActivityScheduledEvent,
     EvidenceSubmitted,
     EvidenceSubmittedEvent,
     ScoreUpdatedEvent,
@@ -25,7 +28,7 @@ from shared.events import (
     new_event,
 )
 from tests.conftest import Infra, docker_available
-from tests.support import PrivateMongo, PrivateS3, Tap, free_port
+from tests.support import PrivateMongo, PrivateS3, Tap, free_port, publish_as_platform
 from wmsj import processes
 from wmsj.client import TownshipClient, upload
 from wmsj.demo import demo_month, png
@@ -219,6 +222,20 @@ async def test_evidence_handled_while_the_object_store_is_down_is_kept_when_it_r
             content_type="image/png",
         )
         event = new_event(EvidenceSubmittedEvent, claim, source="/townships/431381101", time=time_now())
+        # Evidence belongs to a scheduled activity: tell the evidence service about it, as the
+        # activities service would once it accepted the schedule.
+        starts = time_now() - timedelta(days=1)
+        schedule = ActivityScheduled(
+            activity_id="a-1",
+            unit_id="431381101",
+            title="环境整治",
+            starts_at=starts,
+            ends_at=starts + timedelta(hours=2),
+        )
+        await publish_as_platform(
+            env["WMSJ_AMQP_URL"],
+            new_event(ActivityScheduledEvent, schedule, source="/wmsj/activities", time=starts),
+        )
 
         async with Tap(env["WMSJ_AMQP_URL"]) as tap, TownshipClient(env["WMSJ_AMQP_URL"]) as township:
             s3_server.stop()
