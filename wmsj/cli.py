@@ -197,20 +197,31 @@ def print_scores(rows: list[dict[str, Any]], period: str) -> None:
         )
 
 
-def wait_for_scores(period: str, expect_active: set[str], timeout: float) -> list[dict[str, Any]]:
-    """Poll until every unit that ran an activity is scored and the table stops changing."""
+def wait_for_scores(
+    period: str, expect_active: set[str], expect_evidence: set[str], timeout: float
+) -> list[dict[str, Any]]:
+    """Poll until every unit that ran an activity is scored, every unit that reported photos
+    has its evidence points (evidence can wait for its activity's schedule to reach the
+    evidence service), and the table has stopped changing."""
     deadline = time.monotonic() + timeout
     previous: list[dict[str, Any]] | None = None
     while True:
         rows = fetch_scores(period)
         scored = {r["unit_id"] for r in rows if r["score"] > 0}
-        if expect_active <= scored and rows == previous:
+        evidenced = {
+            r["unit_id"] for r in rows for i in r["breakdown"] if i["rule"] == "evidence" and i["points"] > 0
+        }
+        if expect_active <= scored and expect_evidence <= evidenced and rows == previous:
             return rows
         if time.monotonic() > deadline:
-            print(f"timed out: {len(expect_active - scored)} active units still unscored", file=sys.stderr)
+            print(
+                f"timed out: {len(expect_active - scored)} active units unscored, "
+                f"{len(expect_evidence - evidenced)} without their evidence points yet",
+                file=sys.stderr,
+            )
             return rows
         previous = rows
-        time.sleep(1.5)
+        time.sleep(2)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -241,7 +252,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     for rejection in asyncio.run(publish()):
         _print_rejection(rejection)
-    rows = wait_for_scores(demo.period, demo.active_units, timeout=args.timeout)
+    rows = wait_for_scores(demo.period, demo.active_units, demo.units_with_photos, timeout=args.timeout)
     print_scores(rows, demo.period)
     return 0
 

@@ -71,6 +71,10 @@ class DemoMonth:
     uploads: list[Upload] = field(default_factory=list)
 
     @property
+    def units_with_photos(self) -> set[str]:
+        return {e.data.unit_id for e in self.events if isinstance(e, EvidenceSubmittedEvent)}
+
+    @property
     def active_units(self) -> set[str]:
         return {e.data.unit_id for e in self.events if isinstance(e, ActivityCompletedEvent)}
 

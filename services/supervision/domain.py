@@ -359,13 +359,12 @@ def measure(name: str, item: Item, facts: MonthFacts, rules: RuleSet) -> Measure
         for a in acts:
             photos, days = _requirement(a, facts, rules)
             stored = sorted(e.stored_at for e in a.evidence)
-            if (
-                a.ended_at
-                and len(stored) >= max(photos, 1)
-                and stored[max(photos, 1) - 1] > a.ended_at + timedelta(days=days)
-            ):
+            need = max(photos, 1)
+            # Evidence not (yet) reported counts as late: otherwise a unit that reports nothing
+            # would keep every timeliness point. The deduction goes once it arrives in time.
+            if a.ended_at and (len(stored) < need or stored[need - 1] > a.ended_at + timedelta(days=days)):
                 late.append(a.activity_id)
-        return Measure(len(late), tuple(late), f"{len(late)} activities reported late")
+        return Measure(len(late), tuple(late), f"{len(late)} activities reported late or not yet")
     if name == "volunteers":
         n = sum(a.volunteers for a in acts)
         return Measure(n, ids, f"{n} volunteer attendances")

@@ -218,6 +218,12 @@ def test_evidence_stored_after_the_deadline_is_late() -> None:
     assert points(score_month(june(act(delay_days=6)), RULES))["evidence_timely"] == 10
 
 
+def test_evidence_never_reported_is_late_too() -> None:
+    # A unit that reports nothing must not keep the timeliness points.
+    silent = score_month(june(act(photos=0)), RULES)
+    assert points(silent)["evidence_timely"] == 5 and points(silent)["evidence"] == 0
+
+
 def test_a_project_sets_the_photos_and_the_days_its_activities_need() -> None:
     project = Project("P1", (6,), participant_kinds=("village",), min_photos=2, report_within_days=3)
     one_photo = score_month(june(act(project="P1", photos=1), projects=(project,)), RULES)
