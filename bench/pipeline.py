@@ -175,7 +175,12 @@ def main() -> None:
     layout = processes.Layout(state, {name: 19001 + i for i, name in enumerate(processes.SERVICES)})
     try:
         raw = asyncio.run(bench_raw(events, vhost(raw_vhost)))
-        env = {"WMSJ_AMQP_URL": vhost(pipe_vhost), "WMSJ_DB_PREFIX": f"{run}_", "WMSJ_LOG_LEVEL": "WARNING"}
+        env = {
+            "WMSJ_AMQP_URL": vhost(pipe_vhost),
+            "WMSJ_DB_PREFIX": f"{run}_",
+            "WMSJ_LOG_LEVEL": "WARNING",
+            **{k: v for k, v in os.environ.items() if k == "WMSJ_PREFETCH"},
+        }
         for name in layout.ports:
             processes.start(layout, name, env)
         states = processes.wait_ready(layout, list(layout.ports), timeout=60)

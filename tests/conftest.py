@@ -198,7 +198,7 @@ def _drop_databases(mongo_url: str, run_id: str) -> None:
     client: MongoClient[dict[str, object]] = MongoClient(mongo_url, serverSelectionTimeoutMS=3000)
     try:
         for name in client.list_database_names():
-            if name.startswith(f"{run_id}_"):
+            if name.startswith(run_id):  # also the e2e worlds: f"{run_id}{name}_…"
                 client.drop_database(name)
     finally:
         client.close()
