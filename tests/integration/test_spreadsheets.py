@@ -62,8 +62,11 @@ async def register_units(township: TownshipClient, tap: Tap, *units: UnitRegiste
                 UnitRegisteredEvent, data, source="/townships/test", time=datetime(2020, 6, 1, tzinfo=UTC)
             )
         )
-    last = units[-1].unit_id
-    await tap.wait_for(lambda e: e.subject == last and e.type == UnitRegisteredEvent.TYPE, timeout=30)
+    # Handled concurrently: the last one sent may be accepted first, so wait for every one.
+    for data in units:
+        await tap.wait_for(
+            lambda e, u=data.unit_id: e.subject == u and e.type == UnitRegisteredEvent.TYPE, timeout=60
+        )
 
 
 async def test_a_5000_row_sheet_with_50_bad_rows_reports_exactly_those_and_imports_the_rest(
