@@ -341,7 +341,8 @@ async def test_the_monthly_warning_names_the_units_without_activity(
     names = [f"{tag}-u{n}" for n in range(6)]
     await register(township, tap, *(UnitRegistered(unit_id=u, name=u, kind=UnitKind.SCHOOL) for u in names))
     activities = apps["activities"]
-    await eventually(lambda: _known(activities, names[-1]))
+    for unit in names:  # handled concurrently: the last one sent is not always the last known
+        await eventually(lambda unit=unit: _known(activities, unit))
     period, starts = "2019-03", datetime(2019, 3, 12, 2, 0, tzinfo=UTC)
     active = names[:3]
     for n, unit in enumerate(active):
