@@ -201,9 +201,6 @@ def s3_server(infra: Infra, tmp_path: Path) -> Iterator[PrivateS3]:
     server.close()
 
 
-@pytest.mark.skipif(
-    not PrivateS3.BIN.exists(), reason="needs the local SeaweedFS binary (scripts/services.sh)"
-)
 async def test_evidence_handled_while_the_object_store_is_down_is_kept_when_it_returns(
     infra: Infra, tmp_path: Path, s3_server: PrivateS3
 ) -> None:
