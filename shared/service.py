@@ -14,13 +14,14 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Response
-from faststream.rabbit import RabbitBroker
+from faststream.middlewares import AckPolicy
+from faststream.rabbit import RabbitBroker, RabbitQueue
 from faststream.specification import AsyncAPI
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.events import CloudEvent, derived_id
-from shared.messaging import EventBus, make_broker, rejecting_middleware, retry_transient
+from shared.messaging import EventBus, event_decoder, make_broker, rejecting_middleware, retry_transient
 from shared.mongo import Document, Effect, Outbox, connect, ensure_common_indexes, handle_once
 from shared.pii import scrub
 from shared.settings import CommonSettings
@@ -122,6 +123,20 @@ class Service:
             time=submission.time,
             subject=subject,
             data=submission.data,
+        )
+
+    def consumes(self, queue: RabbitQueue, *accepted: type[CloudEvent[Any]], title: str) -> Any:
+        """Subscribe a handler to ``queue`` for the ``accepted`` event types, the one way every
+        handler must: the body is checked against the contract (a refusal becomes an
+        ``event rejected`` and a dead letter), the message is acknowledged only after the
+        handler returns, and nothing is ever answered on ``reply_to`` (that queue is the
+        sender's, for rejections)."""
+        return self.broker.subscriber(
+            queue,
+            decoder=event_decoder(*accepted),
+            ack_policy=AckPolicy.REJECT_ON_ERROR,
+            no_reply=True,
+            title=title,
         )
 
     def documents_publishing(self, *events: type[CloudEvent[Any]]) -> None:

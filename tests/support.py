@@ -112,6 +112,16 @@ def wait_port(port: int, timeout: float = 60) -> None:
     raise AssertionError(f"nothing listens on {port} after {timeout}s")
 
 
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Stop a server this test started, by its PID (never by name), and reap it."""
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class PrivateMongo:
     """A MongoDB-wire server of the test's own, which it may stop and start again.
 
@@ -162,12 +172,7 @@ class PrivateMongo:
             self._container.stop()
             return
         assert self._process is not None
-        self._process.terminate()  # this process only: the one this test started
-        try:
-            self._process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        stop_process(self._process)
         self._process = None
 
     def _start_container(self) -> None:
@@ -270,12 +275,7 @@ class PrivateS3:
 
     def stop(self) -> None:
         assert self._process is not None
-        self._process.terminate()  # this process only: the one this test started
-        try:
-            self._process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        stop_process(self._process)
         self._process = None
 
     def close(self) -> None:

@@ -22,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import FastAPI
-from faststream.middlewares import AckPolicy
 from pydantic import Field
 from pymongo.asynchronous.client_session import AsyncClientSession
 
@@ -84,7 +83,7 @@ from shared.events.activities import (
     VolunteerSignedUpEvent,
     VolunteerWithdrewEvent,
 )
-from shared.messaging import InvalidEvent, event_decoder
+from shared.messaging import InvalidEvent
 from shared.service import Service
 from shared.topology import ACTIVITIES_EVENTS, ACTIVITIES_INGRESS
 
@@ -140,11 +139,12 @@ Submission = Annotated[
 
 # One consumer for the queue: competing consumers with different decoders would refuse
 # each other's messages.
-@service.broker.subscriber(
+@service.consumes(
     ACTIVITIES_INGRESS,
-    decoder=event_decoder(ProjectListPublishedEvent, *LIFECYCLE, *ORDERS, *ATTENDANCE),
-    ack_policy=AckPolicy.REJECT_ON_ERROR,
-    no_reply=True,
+    ProjectListPublishedEvent,
+    *LIFECYCLE,
+    *ORDERS,
+    *ATTENDANCE,
     title="activities.ingress:submission",
 )
 async def on_submission(event: Submission) -> None:
@@ -324,13 +324,7 @@ def _attendance_credit(
 # ----------------------------------------------------------------------------- the unit tree
 
 
-@service.broker.subscriber(
-    ACTIVITIES_EVENTS,
-    decoder=event_decoder(UnitRegisteredEvent),
-    ack_policy=AckPolicy.REJECT_ON_ERROR,
-    no_reply=True,
-    title="activities.events:unit-registered",
-)
+@service.consumes(ACTIVITIES_EVENTS, UnitRegisteredEvent, title="activities.events:unit-registered")
 async def on_unit(event: UnitRegisteredEvent) -> None:
     """The registry accepted a unit: learn its parent (escalation) and that it exists (warning)."""
 

@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from typing import IO, Annotated, Any
 
 from fastapi import FastAPI
-from faststream.middlewares import AckPolicy
 from pydantic import Field
 from pymongo.asynchronous.client_session import AsyncClientSession
 
@@ -64,7 +63,7 @@ from shared.events.evidence import (
     EvidenceFlaggedEvent,
     EvidenceReviewedEvent,
 )
-from shared.messaging import InvalidEvent, event_decoder, retry_transient
+from shared.messaging import InvalidEvent, retry_transient
 from shared.mongo import Document
 from shared.service import Service
 from shared.topology import EVIDENCE_EVENTS, EVIDENCE_INGRESS
@@ -87,12 +86,8 @@ IngressEvent = Annotated[EvidenceSubmittedEvent | EvidenceReviewedEvent, Field(d
 FactEvent = Annotated[ActivityScheduledEvent | ProjectListPublishedEvent, Field(discriminator="type")]
 
 
-@service.broker.subscriber(
-    EVIDENCE_INGRESS,
-    decoder=event_decoder(EvidenceSubmittedEvent, EvidenceReviewedEvent),
-    ack_policy=AckPolicy.REJECT_ON_ERROR,
-    no_reply=True,
-    title="evidence.ingress:evidence",
+@service.consumes(
+    EVIDENCE_INGRESS, EvidenceSubmittedEvent, EvidenceReviewedEvent, title="evidence.ingress:evidence"
 )
 async def on_ingress(event: IngressEvent) -> None:
     """A unit reports picture-and-text material (上报图文资料), or the office reviews it (审核)."""
@@ -244,11 +239,10 @@ async def on_evidence_reviewed(event: EvidenceReviewedEvent) -> None:
     await service.process(event, effect)
 
 
-@service.broker.subscriber(
+@service.consumes(
     EVIDENCE_EVENTS,
-    decoder=event_decoder(ActivityScheduledEvent, ProjectListPublishedEvent),
-    ack_policy=AckPolicy.REJECT_ON_ERROR,
-    no_reply=True,
+    ActivityScheduledEvent,
+    ProjectListPublishedEvent,
     title="evidence.events:activities-and-projects",
 )
 async def on_fact(event: FactEvent) -> None:

@@ -43,7 +43,7 @@ from shared.events.units import (
     VolunteerRegisteredEvent,
 )
 from shared.identity import Publisher, identify, publisher_of
-from shared.messaging import InvalidEvent, event_decoder
+from shared.messaging import InvalidEvent
 from shared.mongo import Effect
 from shared.pii import vault
 from shared.service import Service
@@ -63,11 +63,11 @@ service.documents_publishing(UnitRegisteredEvent, EventRejectedEvent)
 IngressEvent = UnitRegisteredEvent | UnitRegisteredV2Event | VolunteerRegisteredEvent
 
 
-@service.broker.subscriber(
+@service.consumes(
     REGISTRY_INGRESS,
-    decoder=event_decoder(UnitRegisteredEvent, UnitRegisteredV2Event, VolunteerRegisteredEvent),
-    ack_policy=AckPolicy.REJECT_ON_ERROR,
-    no_reply=True,
+    UnitRegisteredEvent,
+    UnitRegisteredV2Event,
+    VolunteerRegisteredEvent,
     title="registry.ingress:unit-and-volunteer-registered",
 )
 async def on_ingress(event: IngressEvent, message: RabbitMessage) -> None:
@@ -262,13 +262,7 @@ async def register_volunteer(
     return []  # personal data is never re-published
 
 
-@service.broker.subscriber(
-    REGISTRY_EVENTS,
-    decoder=event_decoder(HoursCreditedEvent),
-    ack_policy=AckPolicy.REJECT_ON_ERROR,
-    no_reply=True,
-    title="registry.events:hours-credited",
-)
+@service.consumes(REGISTRY_EVENTS, HoursCreditedEvent, title="registry.events:hours-credited")
 async def on_hours_credited(event: HoursCreditedEvent) -> None:
     """Service hours credited to a volunteer (志愿服务时长): one ledger entry per volunteer,
     activity and basis, so a re-credit replaces rather than adds."""

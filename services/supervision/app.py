@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import FastAPI
-from faststream.middlewares import AckPolicy
 from pydantic import Field
 from pymongo.asynchronous.client_session import AsyncClientSession
 
@@ -37,7 +36,7 @@ from shared.events import (
 )
 from shared.events.activities import ProjectListPublishedEvent
 from shared.events.supervision import InspectionRecordedEvent
-from shared.messaging import InvalidEvent, event_decoder
+from shared.messaging import InvalidEvent
 from shared.service import Service
 from shared.topology import SUPERVISION_EVENTS, SUPERVISION_INGRESS
 
@@ -60,17 +59,13 @@ FactEvent = Annotated[
 Touched = dict[str, set[str]]  # unit -> months whose scores a fact may change
 
 
-@service.broker.subscriber(
+@service.consumes(
     SUPERVISION_EVENTS,
-    decoder=event_decoder(
-        UnitRegisteredEvent,
-        ActivityScheduledEvent,
-        ActivityCompletedEvent,
-        EvidenceStoredEvent,
-        ProjectListPublishedEvent,
-    ),
-    ack_policy=AckPolicy.REJECT_ON_ERROR,
-    no_reply=True,
+    UnitRegisteredEvent,
+    ActivityScheduledEvent,
+    ActivityCompletedEvent,
+    EvidenceStoredEvent,
+    ProjectListPublishedEvent,
     title="supervision.events:facts",
 )
 async def on_fact(event: FactEvent) -> None:
@@ -83,13 +78,7 @@ async def on_fact(event: FactEvent) -> None:
     await service.process(event, effect)
 
 
-@service.broker.subscriber(
-    SUPERVISION_INGRESS,
-    decoder=event_decoder(InspectionRecordedEvent),
-    ack_policy=AckPolicy.REJECT_ON_ERROR,
-    no_reply=True,
-    title="supervision.ingress:inspections",
-)
+@service.consumes(SUPERVISION_INGRESS, InspectionRecordedEvent, title="supervision.ingress:inspections")
 async def on_inspection(event: InspectionRecordedEvent) -> None:
     """The city office records an inspection (督查): findings, deductions, assessments."""
     await record_inspection(event)
