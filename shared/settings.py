@@ -35,5 +35,15 @@ class S3Settings(BaseSettings):
     secret_key: str = "minioadmin"
     secure: bool = False
     region: str | None = None
+    # Presigned links (view links, upload policies) name the host they were signed for, and
+    # the S3 server checks it. Inside compose the services reach S3 as ``s3:9000``, which no
+    # township system or browser can resolve: they need the address published to them.
+    public_endpoint: str | None = Field(
+        default=None,
+        description="host:port townships and browsers reach the S3 server at (default: endpoint)",
+    )
+    public_secure: bool | None = Field(
+        default=None, description="TLS on the public address (default: secure)"
+    )
     upload_bucket: str = "wmsj-uploads"
     evidence_bucket: str = "wmsj-evidence"

@@ -38,6 +38,29 @@ class ObjectStore:
             secure=settings.secure,
             region=settings.region,
         )
+        # Signs links for the public address. Signing is local, but the SDK asks the server
+        # for a bucket's region unless it is given one, and the public address may not be
+        # reachable from inside the deployment: hence a fixed region.
+        self.signer = (
+            Minio(
+                settings.public_endpoint,
+                access_key=settings.access_key,
+                secret_key=settings.secret_key,
+                secure=self.public_secure,
+                region=settings.region or "us-east-1",
+            )
+            if settings.public_endpoint
+            else self.client
+        )
+
+    @property
+    def public_secure(self) -> bool:
+        public = self.settings.public_secure
+        return self.settings.secure if public is None else public
+
+    @property
+    def public_endpoint(self) -> str:
+        return self.settings.public_endpoint or self.settings.endpoint
 
     async def ensure_buckets(self) -> None:
         await asyncio.to_thread(self._ensure_buckets)
@@ -150,7 +173,7 @@ class ObjectStore:
 
     def view_link(self, key: str, expires: timedelta) -> str:
         """A time-limited link to read a kept object (presigned GET; signing is local)."""
-        return self.client.presigned_get_object(self.settings.evidence_bucket, key, expires=expires)
+        return self.signer.presigned_get_object(self.settings.evidence_bucket, key, expires=expires)
 
     def upload_policy(self, key: str, size: int, content_type: str, expires: timedelta) -> dict[str, Any]:
         """A presigned POST that lets a township upload exactly this key, size and type:
@@ -159,10 +182,10 @@ class ObjectStore:
         policy.add_equals_condition("key", key)
         policy.add_equals_condition("Content-Type", content_type)
         policy.add_content_length_range_condition(size, size)
-        fields = self.client.presigned_post_policy(policy)
-        scheme = "https" if self.settings.secure else "http"
+        fields = self.signer.presigned_post_policy(policy)
+        scheme = "https" if self.public_secure else "http"
         return {
-            "url": f"{scheme}://{self.settings.endpoint}/{self.settings.upload_bucket}",
+            "url": f"{scheme}://{self.public_endpoint}/{self.settings.upload_bucket}",
             "fields": {**fields, "key": key, "Content-Type": content_type},
         }
 

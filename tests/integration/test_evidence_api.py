@@ -4,9 +4,11 @@ upload, the presigned POST policy (enforced by the S3 server), view links, and p
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import secrets
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from types import ModuleType
 from typing import Any
 
@@ -176,3 +178,31 @@ async def test_an_activitys_evidence_progress_says_what_is_missing(
     assert (after["photos"], after["complete"]) == (1, False)
     assert after["missing"] == ["a text report (plain text or PDF)"]  # the contract's default rule
     assert (await http.get("/activities/a-nowhere/evidence")).status_code == 404
+
+
+async def test_links_and_policies_are_signed_for_the_public_address_of_the_s3_server(s3: Any) -> None:
+    """Inside a deployment the service reaches S3 by an internal name; what it hands out must
+    name the address townships and browsers use, or the S3 server refuses the signature."""
+    from services.evidence.objects import ObjectStore
+
+    settings, client = s3
+    host, port = settings.endpoint.rsplit(":", 1)
+    assert host == "127.0.0.1"  # the same server, reached under another name below
+    public = settings.model_copy(update={"public_endpoint": f"localhost:{port}"})
+    store = ObjectStore(public, retention_days=1)
+
+    content = png(secrets.randbits(32))
+    key = f"office/public-{secrets.token_hex(4)}.png"
+    grant = store.upload_policy(key, len(content), "image/png", timedelta(minutes=5))
+    assert grant["url"].startswith(f"http://localhost:{port}/")
+    uploaded = await post_to_s3(grant, content)
+    assert uploaded.status_code in (200, 204), uploaded.text
+
+    client.put_object(settings.evidence_bucket, key, io.BytesIO(content), len(content), "image/png")
+    link = store.view_link(key, timedelta(minutes=5))
+    assert link.startswith(f"http://localhost:{port}/")
+    async with httpx.AsyncClient() as browser:
+        assert (await browser.get(link)).content == content
+        # The host is part of the signature: the internal address does not take this link.
+        internal = link.replace(f"localhost:{port}", settings.endpoint)
+        assert (await browser.get(internal)).status_code == 403
