@@ -27,9 +27,10 @@ from typing import Any
 
 from shared.events import UnitKind, UnitRegistered, statement
 from shared.events.units import UnitRegisteredV2
+from shared.identity import TOWNSHIP_KINDS, owning_township
 
 K = UnitKind
-TOWNSHIP_LEVEL = frozenset({K.TOWNSHIP, K.TOWN, K.STREET})  # 乡镇/街道: they own a subtree
+TOWNSHIP_LEVEL = frozenset(UnitKind(k) for k in TOWNSHIP_KINDS)  # 乡镇/街道: they own a subtree
 TEAMS = frozenset({K.GENERAL_TEAM, K.BRIGADE, K.SQUAD})
 _HOSTS = frozenset({K.ENTERPRISE, K.SCHOOL, K.INSTITUTION, K.DEPARTMENT})  # units that host teams/stations
 
@@ -93,7 +94,7 @@ class Unit:
     @property
     def owner(self) -> str | None:
         """The township whose subtree the unit is in (itself for a township)."""
-        return self.unit_id if self.kind in TOWNSHIP_LEVEL else self.township_id
+        return owning_township(self.unit_id, self.kind, self.township_id)
 
 
 class RefusedUnit(ValueError):

@@ -10,6 +10,7 @@ import pytest
 
 from services.registry.domain import (
     ALLOWED_PARENTS,
+    TOWNSHIP_LEVEL,
     RefusedUnit,
     Unit,
     apply_registration,
@@ -20,7 +21,7 @@ from services.registry.domain import (
 from services.registry.volunteers import apply_volunteer
 from shared.events import UnitKind, UnitRegistered
 from shared.events.units import UnitRegisteredV2, VolunteerRegistered
-from shared.identity import Publisher, Unidentified, identify
+from shared.identity import TOWNSHIP_KINDS, Publisher, Unidentified, identify, owning_township
 from shared.pii import Vault, id_card_checksum
 
 T0 = datetime(2020, 6, 1, 1, 0, tzinfo=UTC)
@@ -352,6 +353,25 @@ def test_a_township_may_publish_only_about_its_own_subtree():
     )
     assert "no township (city level)" in (township.may_not_publish_about("431381", None) or "")
     assert Publisher("guest", None).may_not_publish_about("431381103201", "431381103") is None
+
+
+def test_a_units_owning_township_is_itself_at_township_level_else_its_township():
+    for kind in TOWNSHIP_LEVEL:
+        assert owning_township("431381101", kind, None) == "431381101"
+        assert owning_township("431381101", kind.value, "431381101") == "431381101"
+    assert owning_township("431381101201", "village", "431381101") == "431381101"
+    assert owning_township("431381-ZX", "practice_centre", None) is None
+    assert {k.value for k in TOWNSHIP_LEVEL} == TOWNSHIP_KINDS
+
+
+def test_only_the_office_publishes_office_only_types():
+    township = Publisher("township-431381101", "431381101")
+    assert township.may_not_publish_type("wmsj.projects.published.v1", "office") == (
+        "only the city office may publish wmsj.projects.published.v1; "
+        "township-431381101 is township 431381101's system"
+    )
+    assert township.may_not_publish_type("wmsj.activity.scheduled.v1", "township") is None
+    assert Publisher("guest", None).may_not_publish_type("wmsj.projects.published.v1", "office") is None
 
 
 # ------------------------------------------------------------------ volunteers
