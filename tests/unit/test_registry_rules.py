@@ -17,6 +17,8 @@ from services.registry.domain import (
     check_registration,
     credit_code_problem,
     moved_subtree,
+    outstayed,
+    outstayed_reason,
 )
 from services.registry.volunteers import apply_volunteer
 from shared.events import UnitKind, UnitRegistered
@@ -453,3 +455,31 @@ def test_id_cards_and_phones_are_checked_without_echoing_them(field: str, value:
         volunteer(**{field: value})
     [error] = caught.value.errors(include_input=False)
     assert message in error["msg"] and value not in error["msg"]
+
+
+# ------------------------------------------------------------------ held statements
+
+
+def test_a_held_statement_outstays_the_hold_once_it_has_waited_that_long():
+    now = datetime(2020, 6, 1, 12, tzinfo=UTC)
+    hold = timedelta(hours=1)
+    fresh = {"key": "a", "held_at": now - timedelta(minutes=59)}
+    due = {"key": "b", "held_at": now - hold}
+    untimed = {"key": "c"}  # held before holds were timed
+    assert outstayed([fresh, due, untimed], now, hold) == [due, untimed]
+    assert outstayed([], now, hold) == []
+
+
+def test_an_outstayed_statement_says_what_it_waited_for_and_what_to_do():
+    unit = {"what": "unit", "statement": {"unit_id": "431381101201-Z"}}
+    assert outstayed_reason(unit, "431381101201", timedelta(hours=1)) == (
+        "unit 431381101201-Z: its parent 431381101201 is not registered; register the parent "
+        "first, then send the unit again (held 1 h waiting for it)"
+    )
+    volunteer = {"what": "volunteer", "volunteer_id": "v1"}
+    assert outstayed_reason(volunteer, "431381101201", timedelta(minutes=30)) == (
+        "volunteer v1: unit 431381101201 is not registered; register it first, then send the "
+        "volunteer again (held 30 min waiting for it)"
+    )
+    legacy = {"statement": {"unit_id": "u"}, "version": 1}  # held before entries said what they are
+    assert outstayed_reason(legacy, "p", timedelta(seconds=90)).startswith("unit u: its parent p")
