@@ -16,7 +16,11 @@ A service applies it in a handler (before writing anything)::
         raise InvalidEvent(reason)
 
 where ``owning_township`` is the township the unit belongs to (the township itself for a
-township; None for city-level units, which only the office may publish about).
+township; None for city-level units, which only the office may publish about):
+``owning_township`` below computes it from a unit's accepted details, the same way in every
+service. Office-only event types (``PUBLISHED_BY = "office"``) are refused to townships with
+``who.may_not_publish_type(...)``: the broker's topic permissions stop them first for users
+made by ``wmsj township add``, but a service does not rely on how a user was made.
 """
 
 from __future__ import annotations
@@ -27,6 +31,14 @@ from typing import Any
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TOWNSHIP_USER_PREFIX = "township-"
+# The kinds that own a subtree (乡/镇/街道): such a unit is its own township.
+TOWNSHIP_KINDS = frozenset({"township", "town", "street"})
+
+
+def owning_township(unit_id: str, kind: str, township_id: str | None) -> str | None:
+    """The township whose subtree a unit is in, from its accepted details (``unit.registered``):
+    itself for a township, town or street, else its ``township_id`` (None: city level)."""
+    return unit_id if kind in TOWNSHIP_KINDS else township_id
 
 
 class IdentitySettings(BaseSettings):
@@ -66,6 +78,13 @@ class Publisher:
             f"township {self.township_id} may only publish about units in its own subtree; "
             f"unit {unit_id} is in {where}"
         )
+
+    def may_not_publish_type(self, event_type: str, published_by: str) -> str | None:
+        """Why this publisher may not publish an event of ``event_type`` at all, or None:
+        only the office publishes the office's types (``published_by == "office"``)."""
+        if self.is_office or published_by != "office":
+            return None
+        return f"only the city office may publish {event_type}; {self.user} is township {self.township_id}'s system"
 
 
 def identify(user_id: str | None, settings: IdentitySettings | None = None) -> Publisher:

@@ -134,6 +134,13 @@ class EventBus:
             timestamp=datetime.now(UTC),
         )
 
+    async def reply_raw(self, body: bytes, *, event_id: str, event_type: str, queue: str) -> None:
+        """Publish to one sender's reply queue (the default exchange routes by queue name);
+        raises ``aiormq.exceptions.DeliveryError`` if that queue does not exist."""
+        await self.publish_raw(
+            body, event_id=event_id, event_type=event_type, exchange=RabbitExchange(""), routing_key=queue
+        )
+
     async def reject(self, message: RabbitMessage, problem: InvalidEvent) -> None:
         """Tell the publisher why its event was refused: on the bus for the office, and on the
         message's ``reply_to`` queue (if any) for the township system that sent it."""
@@ -243,3 +250,21 @@ async def retry_transient(
             await _sleep(delay)
             delay = min(delay * 2, max_delay)
             attempt += 1
+
+
+async def wait_until_known(
+    lookup: Callable[[], Awaitable[T | None]], *, within: float, what: str, poll: float = 0.5
+) -> T | None:
+    """``lookup()`` until it finds something, or None once ``within`` seconds have passed.
+
+    For a fact that travels a longer way than the message that needs it (a unit comes
+    township → registry → wmsj.events → this service): the message stays unacknowledged
+    meanwhile, so it is only delayed, and redelivered if this process dies.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        found = await retry_transient(lookup, what=what)
+        if found is not None or loop.time() >= deadline:
+            return found
+        await asyncio.sleep(poll)

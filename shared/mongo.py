@@ -4,7 +4,8 @@
   its inbox entry and the events it wants to publish are written in **one transaction**, so
   an event is either fully handled or not at all, and handling it twice changes nothing.
 - ``outbox``: events waiting to be published. They are written with the effects and
-  published afterwards by ``Outbox.relay``; a crash in between only delays them.
+  published afterwards by ``Outbox.relay``; a crash in between only delays them. An entry
+  goes to ``wmsj.events``, or (a ``Reply``) to one sender's own reply queue.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from aiormq.exceptions import DeliveryError
 from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
@@ -29,7 +32,19 @@ if TYPE_CHECKING:
 log = logging.getLogger("wmsj.mongo")
 
 Document = dict[str, Any]
-Effect = Callable[[AsyncClientSession], Awaitable[list[CloudEvent[Any]]]]
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An event for one sender's reply queue (its message's ``reply_to``) instead of the bus:
+    a refusal decided later than the message it answers was acknowledged (a held statement)."""
+
+    event: CloudEvent[Any]
+    queue: str
+
+
+Outgoing = CloudEvent[Any] | Reply
+Effect = Callable[[AsyncClientSession], Awaitable[Sequence[Outgoing]]]
 
 
 def connect(url: str) -> AsyncMongoClient[Document]:
@@ -65,19 +80,22 @@ async def handle_once(
         to_publish = await effect(session)
         if to_publish:
             await db.outbox.insert_many(
-                [
-                    {
-                        "event_id": e.id,
-                        "type": e.type,
-                        "body": e.model_dump_json(),
-                        "created_at": datetime.now(UTC),
-                        "sent_at": None,
-                    }
-                    for e in to_publish
-                ],
+                [_outbox_entry(item) for item in to_publish],
                 session=session,
             )
     return True
+
+
+def _outbox_entry(item: Outgoing) -> Document:
+    event, reply_to = (item.event, item.queue) if isinstance(item, Reply) else (item, None)
+    return {
+        "event_id": event.id,
+        "type": event.type,
+        "body": event.model_dump_json(),
+        "reply_to": reply_to,
+        "created_at": datetime.now(UTC),
+        "sent_at": None,
+    }
 
 
 class Outbox:
@@ -110,13 +128,7 @@ class Outbox:
                     return published
                 # Sent together (the channel keeps their order), confirmed together.
                 results = await asyncio.gather(
-                    *(
-                        self.bus.publish_raw(
-                            entry["body"].encode(), event_id=entry["event_id"], event_type=entry["type"]
-                        )
-                        for entry in batch
-                    ),
-                    return_exceptions=True,
+                    *(self._publish(entry) for entry in batch), return_exceptions=True
                 )
                 sent = [entry["_id"] for entry, result in zip(batch, results, strict=True) if result is None]
                 if sent:
@@ -127,6 +139,18 @@ class Outbox:
                 failed = [r for r in results if isinstance(r, BaseException)]
                 if failed:
                     raise failed[0]  # the rest stay pending for the next round
+
+    async def _publish(self, entry: Document) -> None:
+        body, event_id, event_type = entry["body"].encode(), entry["event_id"], entry["type"]
+        if not entry.get("reply_to"):
+            await self.bus.publish_raw(body, event_id=event_id, event_type=event_type)
+            return
+        try:
+            await self.bus.reply_raw(body, event_id=event_id, event_type=event_type, queue=entry["reply_to"])
+        except DeliveryError:
+            # The reply queue is the sender's and is gone (returned as unroutable): retrying
+            # would stall the outbox for ever. The office still has the copy on the bus.
+            log.warning("reply queue %s is gone; reply %s not delivered", entry["reply_to"], event_id)
 
     async def pending(self) -> int:
         return await self.db.outbox.count_documents({"sent_at": None})

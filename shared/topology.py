@@ -101,8 +101,13 @@ BINDINGS: list[tuple[RabbitQueue, RabbitExchange, tuple[str, ...]]] = [
             "wmsj.projects.published.*",
         ),
     ),
-    # Evidence checks a submission against its activity and the activity's project.
-    (EVIDENCE_EVENTS, EVENTS, ("wmsj.activity.scheduled.*", "wmsj.projects.published.*")),
+    # Evidence checks a submission against its activity and the activity's project, and
+    # that its unit is in the sender's township (from the registry's accepted units).
+    (
+        EVIDENCE_EVENTS,
+        EVENTS,
+        ("wmsj.activity.scheduled.*", "wmsj.projects.published.*", "wmsj.unit.registered.*"),
+    ),
     (OFFICE_SCORES, EVENTS, ("wmsj.score.updated.*",)),
     # The office's inspections (督查) come in on the ingress; supervision owns them.
     (SUPERVISION_INGRESS, INGRESS, ("wmsj.inspection.recorded.*",)),

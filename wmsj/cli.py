@@ -27,10 +27,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from services.registry.domain import TOWNSHIP_LEVEL, check_registration
-from shared.events import TOWNSHIP_EVENTS, CloudEvent, UnitKind, UnitRegistered, describe_errors, parse_event
+from services.registry.domain import check_registration
+from shared.events import TOWNSHIP_EVENTS, CloudEvent, UnitRegistered, describe_errors, parse_event
 from shared.events.units import UnitRegisteredV2
-from shared.identity import Publisher, township_user
+from shared.identity import Publisher, owning_township, township_user
 from shared.settings import CommonSettings, S3Settings
 from wmsj import processes
 from wmsj.client import TownshipClient, object_store, upload
@@ -109,8 +109,7 @@ def validate(raw: Any, township: str | None = None) -> CloudEvent[Any]:
     if isinstance(event.data, UnitRegistered | UnitRegisteredV2):
         check_registration(event.data)  # RefusedUnit is a ValueError
         if township is not None:
-            kind = UnitKind(event.data.kind)
-            owner = event.data.unit_id if kind in TOWNSHIP_LEVEL else event.data.township_id
+            owner = owning_township(event.data.unit_id, event.data.kind, event.data.township_id)
             if owner is not None and (
                 reason := Publisher(township_user(township), township).may_not_publish_about(
                     event.data.unit_id, owner

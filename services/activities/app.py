@@ -8,6 +8,9 @@ Reads township and office submissions from ``activities.ingress`` and the unit t
 - ``volunteer.hours-credited`` (for the registry's ledger) from check-in/out and approved 补录;
 - ``order.escalated`` and ``monthly-warning.issued`` (for the office) from its two timers.
 
+Only the office publishes the key project list; a township publishes only about units in
+its own subtree (``check_scope``), learned from the broker-checked ``user_id``.
+
 Publications, cancellations, order statements and attendance are not re-published: no
 other service consumes them yet, and supervision's queue takes every ``wmsj.activity.*.*``
 type, so a type it does not know would only be refused there. Their effect is visible
@@ -22,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import FastAPI
+from faststream.rabbit.annotations import RabbitMessage
 from pydantic import Field
 from pymongo.asynchronous.client_session import AsyncClientSession
 
@@ -43,6 +47,7 @@ from services.activities.domain.lifecycle import (
 from services.activities.domain.months import units_without_activity
 from services.activities.domain.orders import add_statement, due_escalation, view
 from services.activities.domain.projects import RefusedList, apply_list
+from services.activities.domain.scope import units_named
 from services.activities.settings import ActivitiesSettings
 from services.activities.store import (
     ActivityStore,
@@ -83,7 +88,8 @@ from shared.events.activities import (
     VolunteerSignedUpEvent,
     VolunteerWithdrewEvent,
 )
-from shared.messaging import InvalidEvent
+from shared.identity import Publisher, owning_township, publisher_of
+from shared.messaging import InvalidEvent, wait_until_known
 from shared.service import Service
 from shared.topology import ACTIVITIES_EVENTS, ACTIVITIES_INGRESS
 
@@ -147,8 +153,9 @@ Submission = Annotated[
     *ATTENDANCE,
     title="activities.ingress:submission",
 )
-async def on_submission(event: Submission) -> None:
+async def on_submission(event: Submission, message: RabbitMessage) -> None:
     """The office's key project list; a unit's activities, orders (四单) and attendance."""
+    await check_scope(event, publisher_of(message))  # who: the broker-checked user_id
     if isinstance(event, ProjectListPublishedEvent):
         effect = _project_list(event)
     elif isinstance(event, LIFECYCLE):
@@ -158,6 +165,59 @@ async def on_submission(event: Submission) -> None:
     else:
         effect = _attendance(event)
     await service.process(event, effect)
+
+
+async def check_scope(event: Submission, who: Publisher) -> None:
+    """Refuse a township's event of an office-only type, or about a unit outside its subtree.
+
+    The office may publish anything about any unit, known or not: nothing is looked up. For
+    a township, every unit the event names (``domain.scope``) must be known here, to tell
+    whose it is. Units come from the registry's accepted facts on ``activities.events``, a
+    longer way than the submission, so a unit not known yet is waited for
+    (``unknown_unit_wait_s``; the message stays unacknowledged, only delayed) and the event
+    is then refused: "unit X is not registered; register it first". A rating waits likewise
+    for its order's placement (the rating is about the units the order was placed with).
+    Checked before anything is stored; a unit that moves to another township afterwards
+    does not undo what its former township stated before the move.
+    """
+    if who.is_office:
+        return
+    if reason := who.may_not_publish_type(event.type, event.PUBLISHED_BY):
+        raise InvalidEvent(reason)
+    placed: list[dict[str, Any]] = []
+    if isinstance(event, OrderRatedEvent):
+        order_id = event.data.order_id
+        placed = (
+            await wait_until_known(
+                lambda: _placements(order_id),
+                within=settings.unknown_unit_wait_s,
+                what=f"looking up order {order_id}",
+            )
+            or []
+        )
+        if not placed:
+            raise InvalidEvent(
+                f"order {order_id} has not been placed (点单); a rating (评单) follows its order"
+            )
+    for unit_id in units_named(event.data, placed):
+        if reason := who.may_not_publish_about(unit_id, await _owner(unit_id)):
+            raise InvalidEvent(reason)
+
+
+async def _owner(unit_id: str) -> str | None:
+    """The owning township of a unit, waiting a while for the unit; InvalidEvent if unknown."""
+    unit = await wait_until_known(
+        lambda: units.get(unit_id), within=settings.unknown_unit_wait_s, what=f"looking up unit {unit_id}"
+    )
+    if unit is None:
+        raise InvalidEvent(f"unit {unit_id} is not registered; register it first")
+    return owning_township(unit["_id"], unit["kind"], unit.get("township_id"))
+
+
+async def _placements(order_id: str) -> list[dict[str, Any]] | None:
+    order = await orders.get(order_id)
+    found = [s.data for s in order.statements if s.kind == "placed"] if order else []
+    return found or None
 
 
 def _project_list(event: ProjectListPublishedEvent) -> Any:

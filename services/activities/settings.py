@@ -10,3 +10,6 @@ class ActivitiesSettings(CommonSettings):
     warning_from_day: int = 20
     # How often the timers (escalation, early warning) look.
     timer_interval_s: float = 60
+    # A township's submission about a unit not known here yet waits this long for the
+    # registry's accepted unit (it travels a longer way), then is refused ("register it first").
+    unknown_unit_wait_s: float = 30.0

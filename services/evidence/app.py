@@ -10,7 +10,9 @@ another activity or unit, or taken long before the activity, is flagged for the 
 (``evidence flagged``) and counts only once the office accepts it (``evidence reviewed``).
 When an activity's evidence meets its project's rule, ``evidence complete`` follows.
 
-It learns activities and the key project list from ``evidence.events`` (accepted facts).
+It learns activities, the key project list and units' townships from ``evidence.events``
+(accepted facts). A township may submit evidence only about units in its own subtree, and
+only the office reviews (``check_scope``); who sent it is the broker-checked ``user_id``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from datetime import UTC, datetime
 from typing import IO, Annotated, Any
 
 from fastapi import FastAPI
+from faststream.rabbit.annotations import RabbitMessage
 from pydantic import Field
 from pymongo.asynchronous.client_session import AsyncClientSession
 
@@ -53,6 +56,7 @@ from shared.events import (
     EvidenceStoredEvent,
     EvidenceSubmittedEvent,
     ProjectListPublishedEvent,
+    UnitRegisteredEvent,
     derived_id,
     statement,
 )
@@ -63,7 +67,8 @@ from shared.events.evidence import (
     EvidenceFlaggedEvent,
     EvidenceReviewedEvent,
 )
-from shared.messaging import InvalidEvent, retry_transient
+from shared.identity import Publisher, owning_township, publisher_of
+from shared.messaging import InvalidEvent, retry_transient, wait_until_known
 from shared.mongo import Document
 from shared.service import Service
 from shared.topology import EVIDENCE_EVENTS, EVIDENCE_INGRESS
@@ -83,18 +88,49 @@ service.documents_publishing(
 )
 
 IngressEvent = Annotated[EvidenceSubmittedEvent | EvidenceReviewedEvent, Field(discriminator="type")]
-FactEvent = Annotated[ActivityScheduledEvent | ProjectListPublishedEvent, Field(discriminator="type")]
+FactEvent = Annotated[
+    ActivityScheduledEvent | ProjectListPublishedEvent | UnitRegisteredEvent, Field(discriminator="type")
+]
 
 
 @service.consumes(
     EVIDENCE_INGRESS, EvidenceSubmittedEvent, EvidenceReviewedEvent, title="evidence.ingress:evidence"
 )
-async def on_ingress(event: IngressEvent) -> None:
+async def on_ingress(event: IngressEvent, message: RabbitMessage) -> None:
     """A unit reports picture-and-text material (上报图文资料), or the office reviews it (审核)."""
+    await check_scope(event, publisher_of(message))  # who: the broker-checked user_id
     if isinstance(event, EvidenceSubmittedEvent):
         await on_evidence_submitted(event)
     else:
         await on_evidence_reviewed(event)
+
+
+async def check_scope(event: EvidenceSubmittedEvent | EvidenceReviewedEvent, who: Publisher) -> None:
+    """Refuse a township's review (office only) or its evidence about a unit outside its subtree.
+
+    Checked first, before the upload is read or kept. The office may submit and review
+    anything: nothing is looked up. For a township the unit must be known here, to tell
+    whose it is; the registry's accepted unit comes on ``evidence.events``, a longer way than
+    the submission, so a unit not known yet is waited for (``unknown_unit_wait_s``; the
+    message stays unacknowledged, only delayed) and the evidence is then refused: "unit X is
+    not registered; register it first". The activity's own unit must be the same unit
+    (``check_activity``), so a township cannot attach evidence to another's activity either.
+    """
+    if who.is_office:
+        return
+    if reason := who.may_not_publish_type(event.type, event.PUBLISHED_BY):
+        raise InvalidEvent(reason)
+    if isinstance(event, EvidenceSubmittedEvent):
+        unit_id = event.data.unit_id
+        unit = await wait_until_known(
+            lambda: evidence.unit(unit_id),
+            within=settings.unknown_unit_wait_s,
+            what=f"looking up unit {unit_id}",
+        )
+        if unit is None:
+            raise InvalidEvent(f"unit {unit_id} is not registered; register it first")
+        if reason := who.may_not_publish_about(unit_id, unit["owner"]):
+            raise InvalidEvent(reason)
 
 
 async def on_evidence_submitted(event: EvidenceSubmittedEvent) -> None:
@@ -243,12 +279,19 @@ async def on_evidence_reviewed(event: EvidenceReviewedEvent) -> None:
     EVIDENCE_EVENTS,
     ActivityScheduledEvent,
     ProjectListPublishedEvent,
-    title="evidence.events:activities-and-projects",
+    UnitRegisteredEvent,
+    title="evidence.events:activities-projects-and-units",
 )
 async def on_fact(event: FactEvent) -> None:
-    """An accepted schedule (what evidence belongs to) or key project list (what it must hold)."""
+    """An accepted schedule (what evidence belongs to), key project list (what it must hold)
+    or unit (which township it is in: whose evidence it may be)."""
 
     async def effect(session: AsyncClientSession) -> list[CloudEvent]:
+        if isinstance(event, UnitRegisteredEvent):
+            unit = event.data
+            owner = owning_township(unit.unit_id, unit.kind, unit.township_id)
+            await evidence.put_unit(unit.unit_id, owner, statement(event.time, unit), session)
+            return []
         if isinstance(event, ActivityScheduledEvent):
             data = event.data
             fields = data.model_dump(include={"activity_id", "unit_id", "project_id", "starts_at", "ends_at"})
@@ -275,15 +318,11 @@ async def on_fact(event: FactEvent) -> None:
 async def wait_for_activity(activity_id: str) -> KnownActivity | None:
     """The activity's schedule, waiting a while for it: it travels a longer way (township →
     activities → wmsj.events) than the evidence, so it may arrive just after."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + settings.unknown_activity_wait_s
-    while True:
-        found = await retry_transient(
-            lambda: evidence.known_activity(activity_id), what=f"looking up activity {activity_id}"
-        )
-        if found is not None or loop.time() >= deadline:
-            return found
-        await asyncio.sleep(0.5)
+    return await wait_until_known(
+        lambda: evidence.known_activity(activity_id),
+        within=settings.unknown_activity_wait_s,
+        what=f"looking up activity {activity_id}",
+    )
 
 
 async def read_photo(key: str, content_type: str) -> tuple[Photo | None, bytes | None]:

@@ -11,5 +11,8 @@ class EvidenceSettings(CommonSettings):
     # Evidence may overtake its activity's schedule (they come through different queues):
     # a submission for an activity not known yet is held this long before it is refused.
     unknown_activity_wait_s: float = 30.0
+    # Likewise a township's submission about a unit not known here yet (the registry's
+    # accepted unit travels a longer way): waited for this long, then refused.
+    unknown_unit_wait_s: float = 30.0
     # How long a view link (presigned GET) or an upload policy (presigned POST) is valid.
     link_expiry_s: int = 15 * 60

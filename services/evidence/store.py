@@ -1,5 +1,6 @@
 """The evidence service's own database: what was kept, for which activity, from whom; the
-activities and key projects it has learned; what each activity's evidence still lacks.
+activities, key projects and units' townships it has learned; what each activity's evidence
+still lacks.
 
 Each activity's document also lists its evidence (with whether each piece counts): every
 handler that changes what an activity's evidence amounts to — a stored piece, a review, a
@@ -33,6 +34,7 @@ class EvidenceStore:
         self.activities = db.activities
         self.projects = db.projects
         self.fingerprints = db.fingerprints
+        self.units = db.units
 
     async def ensure_indexes(self) -> None:
         await self.evidence.create_index("activity_id")
@@ -66,6 +68,22 @@ class EvidenceStore:
         kept, so a common band's document stays small."""
         for key in [f"sha256:{sha256}", *(f"dhash:{band}" for band in bands)]:
             await self.fingerprints.update_one({"_id": key}, {"$inc": {"n": 1}}, upsert=True, session=session)
+
+    # ------------------------------------------------------------------ units
+
+    async def put_unit(self, unit_id: str, owner: str | None, stated: Statement, session: Session) -> bool:
+        """Keep the unit's owning township unless a later statement of it is already kept
+        (a move re-states the unit with its new township)."""
+        current = await self.units.find_one({"_id": unit_id}, session=session)
+        if current and _order(current) >= stated:
+            return False
+        doc = {"_id": unit_id, "owner": owner, "stated_at": stated[0], "stated": stated[1]}
+        await self.units.replace_one({"_id": unit_id}, doc, upsert=True, session=session)
+        return True
+
+    async def unit(self, unit_id: str) -> Document | None:
+        """The unit's owning township (``owner``; None: city level), if the unit is known."""
+        return await self.units.find_one({"_id": unit_id})
 
     # ------------------------------------------------------------------ activities and projects
 

@@ -3,16 +3,23 @@
 Reads township submissions from ``registry.ingress`` (units v1/v2, volunteers), learns who
 sent each from the broker-validated ``user_id`` (``shared.identity``), refuses what breaks
 the rules or lies outside the sender's own subtree, stores the rest and re-publishes
-accepted units on ``wmsj.events`` (as v1, what supervision reads). Credits volunteers'
-service hours from ``registry.events``. Also answers for the ingress exchange's unrouted
-messages: a township that sends an event type nobody owns is told so.
+accepted units on ``wmsj.events`` (as v1, what supervision, activities and evidence read).
+Credits volunteers' service hours from ``registry.events``. Also answers for the ingress
+exchange's unrouted messages: a township that sends an event type nobody owns is told so.
+
+A unit whose parent, or a volunteer whose unit, is not registered yet is held (with who sent
+it and its reply queue) and its message acknowledged: it is applied when what it waits for
+arrives, or refused when the hold runs out (``expire_held``). Either way a late refusal goes
+to the sender's reply queue as well as to the office.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI
@@ -21,7 +28,15 @@ from faststream.rabbit.annotations import RabbitMessage
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from services.registry import api
-from services.registry.domain import RefusedUnit, Unit, apply_registration, check_registration, moved_subtree
+from services.registry.domain import (
+    RefusedUnit,
+    Unit,
+    apply_registration,
+    check_registration,
+    moved_subtree,
+    outstayed,
+    outstayed_reason,
+)
 from services.registry.settings import RegistrySettings
 from services.registry.sheets import RowError
 from services.registry.store import UnitStore
@@ -42,14 +57,16 @@ from shared.events.units import (
     VolunteerRegistered,
     VolunteerRegisteredEvent,
 )
-from shared.identity import Publisher, identify, publisher_of
+from shared.identity import Publisher, Unidentified, identify, publisher_of
 from shared.messaging import InvalidEvent
-from shared.mongo import Effect
+from shared.mongo import Effect, Outgoing, Reply
 from shared.pii import vault
 from shared.service import Service
 from shared.topology import REGISTRY_EVENTS, REGISTRY_INGRESS, REGISTRY_UNROUTED
 
-service = Service("registry", RegistrySettings())
+log = logging.getLogger("wmsj.registry")
+settings = RegistrySettings()
+service = Service("registry", settings)
 units = UnitStore(service.db)
 
 
@@ -73,10 +90,11 @@ IngressEvent = UnitRegisteredEvent | UnitRegisteredV2Event | VolunteerRegistered
 async def on_ingress(event: IngressEvent, message: RabbitMessage) -> None:
     """A township (or the office) states a unit's (登记单位) or a volunteer's details."""
     who = publisher_of(message)  # from the broker-checked user_id, never from the body
+    reply_to = message.reply_to or None  # kept with a held statement, for a late refusal
     if isinstance(event, VolunteerRegisteredEvent):
-        await service.process(event, lambda session: register_volunteer(event, who, session))
+        await service.process(event, lambda session: register_volunteer(event, who, session, reply_to))
     else:
-        await service.process(event, lambda session: register_unit(event, who, session))
+        await service.process(event, lambda session: register_unit(event, who, session, reply_to))
 
 
 # ----------------------------------------------------------------------------- units
@@ -86,9 +104,26 @@ def _refused(problem: RefusedUnit) -> InvalidEvent:
     return InvalidEvent(str(problem))
 
 
+def _held(event: CloudEvent[Any], who: Publisher, reply_to: str | None) -> dict[str, Any]:
+    """What a held statement keeps besides the statement: who sent it and where to answer."""
+    return {
+        "stated_at": event.time,
+        "key": event.key,
+        "source": event.source,
+        "id": event.id,
+        "type": event.type,
+        "user": who.user,
+        "reply_to": reply_to,
+        "held_at": datetime.now(UTC),
+    }
+
+
 async def register_unit(
-    event: UnitRegisteredEvent | UnitRegisteredV2Event, who: Publisher, session: AsyncClientSession
-) -> list[CloudEvent[Any]]:
+    event: UnitRegisteredEvent | UnitRegisteredV2Event,
+    who: Publisher,
+    session: AsyncClientSession,
+    reply_to: str | None = None,
+) -> list[Outgoing]:
     data = event.data
     try:
         check_registration(data)
@@ -107,14 +142,10 @@ async def register_unit(
         await units.hold(
             data.parent_id,
             {
+                "what": "unit",
                 "statement": data.model_dump(mode="json"),
                 "version": 2 if isinstance(data, UnitRegisteredV2) else 1,
-                "stated_at": event.time,
-                "key": event.key,
-                "source": event.source,
-                "id": event.id,
-                "type": event.type,
-                "user": who.user,
+                **_held(event, who, reply_to),
             },
             session,
         )
@@ -131,16 +162,17 @@ async def settle(
     cause: str,
     who: Publisher,
     session: AsyncClientSession,
-) -> list[CloudEvent[Any]]:
-    """Apply a statement whose parent (if any) is known; then the statements that were
-    waiting for this unit. Raises RefusedUnit, or InvalidEvent for a scope violation."""
+) -> list[Outgoing]:
+    """Apply a statement whose parent (if any) is known; then the statements (child units,
+    volunteers) that were waiting for this unit. Raises RefusedUnit, or InvalidEvent for a
+    scope violation."""
     current = await units.get(data.unit_id, session)
     parent = await units.get(data.parent_id, session) if data.parent_id else None
     unit = apply_registration(current, data, stated_at, parent)
     waiting = await units.waiting(data.unit_id, session)
     if unit is None and not waiting:
         return []
-    out: list[CloudEvent[Any]] = []
+    out: list[Outgoing] = []
     if unit is not None:
         if reason := who.may_not_publish_about(data.unit_id, unit.owner):
             raise InvalidEvent(reason)
@@ -169,29 +201,38 @@ async def settle(
     return out
 
 
-async def _release(entry: dict[str, Any], session: AsyncClientSession) -> list[CloudEvent[Any]]:
-    """A held statement, now that its parent is known: applied with every rule, or refused
-    (on the bus: the sender's reply queue is not ours to keep)."""
-    model = UnitRegisteredV2 if entry["version"] == 2 else UnitRegistered
-    data = model.model_validate(entry["statement"])
+async def _release(entry: dict[str, Any], session: AsyncClientSession) -> list[Outgoing]:
+    """A held statement, now that what it waited for is known: applied with every rule, or
+    refused late (its message was acknowledged when it was held)."""
     try:
-        return await settle(data, entry["stated_at"], entry["key"], identify(entry["user"]), session)
-    except (RefusedUnit, InvalidEvent) as refusal:
-        return [
-            EventRejectedEvent(
-                id=derived_id(entry["key"], "rejected-by-registry"),
-                source=service.bus.source,
-                time=datetime.now(UTC),
-                subject=entry["id"],
-                data=EventRejected(
-                    rejected_source=entry["source"],
-                    rejected_id=entry["id"],
-                    rejected_type=entry["type"],
-                    reason=str(refusal),
-                    rejected_by=service.name,
-                ),
-            )
-        ]
+        who = identify(entry["user"])
+        if entry.get("what") == "volunteer":
+            volunteer = VolunteerRegistered.model_validate_json(vault().open(entry["sealed"]))
+            return await settle_volunteer(volunteer, entry["stated_at"], who, session)
+        model = UnitRegisteredV2 if entry["version"] == 2 else UnitRegistered
+        data = model.model_validate(entry["statement"])
+        return await settle(data, entry["stated_at"], entry["key"], who, session)
+    except (RefusedUnit, InvalidEvent, Unidentified) as refusal:
+        return late_refusal(entry, refusal.reason if isinstance(refusal, InvalidEvent) else str(refusal))
+
+
+def late_refusal(entry: dict[str, Any], reason: str) -> list[Outgoing]:
+    """The refusal of a held statement: for the office on the bus, and for the township on
+    the reply queue its message named (the message itself was acknowledged long ago)."""
+    rejected = EventRejectedEvent(
+        id=derived_id(entry["key"], "rejected-by-registry"),
+        source=service.bus.source,
+        time=datetime.now(UTC),
+        subject=entry["id"],
+        data=EventRejected(
+            rejected_source=entry["source"],
+            rejected_id=entry["id"],
+            rejected_type=entry["type"],
+            reason=reason,
+            rejected_by=service.name,
+        ),
+    )
+    return [rejected, Reply(rejected, entry["reply_to"])] if entry.get("reply_to") else [rejected]
 
 
 def _as_v1(unit: Unit, event_id: str, at: datetime) -> UnitRegisteredEvent:
@@ -234,22 +275,55 @@ async def _record(unit: Unit, change: str, cause: str, who: Publisher, session: 
 
 
 async def register_volunteer(
-    event: VolunteerRegisteredEvent, who: Publisher, session: AsyncClientSession
-) -> list[CloudEvent[Any]]:
+    event: VolunteerRegisteredEvent,
+    who: Publisher,
+    session: AsyncClientSession,
+    reply_to: str | None = None,
+) -> list[Outgoing]:
+    """A volunteer whose unit is known is settled now; one whose unit is not is held under
+    the unit (like a child under its parent), its personal data sealed, until the unit
+    arrives or the hold runs out."""
     data = event.data
-    unit = await units.get(data.unit_id, session)
-    if unit is not None and (reason := who.may_not_publish_about(data.unit_id, unit.owner)):
-        raise InvalidEvent(reason)
+    if await units.get(data.unit_id, session) is not None:
+        return await settle_volunteer(data, event.time, who, session)
+    await _teams_in_scope(data, who, session)  # what can be checked now is refused now
+    await units.hold(
+        data.unit_id,
+        {
+            "what": "volunteer",
+            "volunteer_id": data.volunteer_id,
+            "sealed": vault().seal(data.model_dump_json()),
+            **_held(event, who, reply_to),
+        },
+        session,
+    )
+    return []
+
+
+async def _teams_in_scope(
+    data: VolunteerRegistered, who: Publisher, session: AsyncClientSession
+) -> dict[str, Unit]:
     teams = {t: u for t in data.team_ids if (u := await units.get(t, session)) is not None}
     for team in teams.values():
         if reason := who.may_not_publish_about(team.unit_id, team.owner):
             raise InvalidEvent(reason)
+    return teams
+
+
+async def settle_volunteer(
+    data: VolunteerRegistered, stated_at: datetime, who: Publisher, session: AsyncClientSession
+) -> list[Outgoing]:
+    """Apply a volunteer's statement with every rule; InvalidEvent if one is broken."""
+    unit = await units.get(data.unit_id, session)
+    if unit is not None and (reason := who.may_not_publish_about(data.unit_id, unit.owner)):
+        raise InvalidEvent(reason)
+    teams = await _teams_in_scope(data, who, session)
     pii = vault()
     try:
         volunteer = apply_volunteer(
             await units.volunteer(data.volunteer_id, session),
             data,
-            event.time,
+            stated_at,
             unit=unit,
             teams=teams,
             holder_of_card=await units.card_holder(pii.fingerprint(data.id_card), session),
@@ -260,6 +334,51 @@ async def register_volunteer(
     if volunteer is not None:
         await units.put_volunteer(volunteer, session)
     return []  # personal data is never re-published
+
+
+# ----------------------------------------------------------------------------- held statements
+
+
+async def expire_held(now: datetime) -> list[str]:
+    """Refuse every held statement that has outstayed the hold as of ``now`` (the timer's
+    clock); returns the ids of the events refused. Each refusal is handled once (its id
+    derives from the held event), in a transaction that first takes the statement out of
+    the waiting list: a unit arriving at the same moment writes that same document, so the
+    statement is either released by it or refused here, never both."""
+    hold = timedelta(seconds=settings.hold_s)
+    refused: list[str] = []
+    for doc in await units.placeholders():
+        for entry in outstayed(doc.get("waiting", []), now, hold):
+            if await _expire(doc["_id"], entry, outstayed_reason(entry, doc["_id"], hold)):
+                refused.append(entry["id"])
+    return refused
+
+
+async def _expire(waited_for: str, entry: dict[str, Any], reason: str) -> bool:
+    refusal = late_refusal(entry, reason)
+    assert isinstance(refusal[0], EventRejectedEvent)
+    taken: list[dict[str, Any]] = []
+
+    async def effect(session: AsyncClientSession) -> list[Outgoing]:
+        taken[:] = await units.unhold(waited_for, {entry["key"]}, session)
+        return refusal if taken else []
+
+    await service.process(refusal[0], effect)
+    return bool(taken)
+
+
+async def run_hold_sweeps() -> None:
+    while True:
+        await asyncio.sleep(settings.hold_sweep_interval_s)
+        try:
+            await expire_held(datetime.now(UTC))
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # the next round tries again
+            log.warning("hold sweep failed: %s", error)
+
+
+service.background.append(run_hold_sweeps)
 
 
 @service.consumes(REGISTRY_EVENTS, HoursCreditedEvent, title="registry.events:hours-credited")
@@ -325,7 +444,7 @@ async def import_units(
 
 
 def _registering(event: UnitRegisteredV2Event, who: Publisher) -> Effect:
-    async def effect(session: AsyncClientSession) -> list[CloudEvent[Any]]:
+    async def effect(session: AsyncClientSession) -> list[Outgoing]:
         return await register_unit(event, who, session)
 
     return effect

@@ -16,20 +16,23 @@ communities under those, practice institutes (所) and stations (站) and volunt
 7. a move takes the subtree along: every descendant gets the new ancestors and township.
 
 Out of order: a child may arrive before its parent. It is then *held* (not refused: it is
-only early) and applied, with every rule, when the parent arrives.
+only early) and applied, with every rule, when the parent arrives. So is a volunteer whose
+unit is not known yet. A hold is bounded: a statement still waiting after the hold time is
+refused (``outstayed``, ``outstayed_reason``), so that every statement gets an answer.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from shared.events import UnitKind, UnitRegistered, statement
 from shared.events.units import UnitRegisteredV2
+from shared.identity import TOWNSHIP_KINDS, owning_township
 
 K = UnitKind
-TOWNSHIP_LEVEL = frozenset({K.TOWNSHIP, K.TOWN, K.STREET})  # 乡镇/街道: they own a subtree
+TOWNSHIP_LEVEL = frozenset(UnitKind(k) for k in TOWNSHIP_KINDS)  # 乡镇/街道: they own a subtree
 TEAMS = frozenset({K.GENERAL_TEAM, K.BRIGADE, K.SQUAD})
 _HOSTS = frozenset({K.ENTERPRISE, K.SCHOOL, K.INSTITUTION, K.DEPARTMENT})  # units that host teams/stations
 
@@ -93,7 +96,7 @@ class Unit:
     @property
     def owner(self) -> str | None:
         """The township whose subtree the unit is in (itself for a township)."""
-        return self.unit_id if self.kind in TOWNSHIP_LEVEL else self.township_id
+        return owning_township(self.unit_id, self.kind, self.township_id)
 
 
 class RefusedUnit(ValueError):
@@ -232,3 +235,32 @@ def moved_subtree(moved: Unit, descendants: list[Unit]) -> list[Unit]:
         if updated != unit:
             out.append(updated)
     return out
+
+
+def outstayed(waiting: list[dict[str, Any]], now: datetime, hold: timedelta) -> list[dict[str, Any]]:
+    """The held statements that have waited ``hold`` or longer as of ``now``. One held before
+    holds were timed (no ``held_at``) has waited longer than any hold."""
+    return [e for e in waiting if e.get("held_at") is None or e["held_at"] + hold <= now]
+
+
+def outstayed_reason(entry: dict[str, Any], waited_for: str, hold: timedelta) -> str:
+    """Why a held statement is refused when its hold runs out: what it waited for, and what to do."""
+    waited = f"(held {_duration(hold)} waiting for it)"
+    if entry.get("what") == "volunteer":
+        return (
+            f"volunteer {entry['volunteer_id']}: unit {waited_for} is not registered; "
+            f"register it first, then send the volunteer again {waited}"
+        )
+    return (
+        f"unit {entry['statement']['unit_id']}: its parent {waited_for} is not registered; "
+        f"register the parent first, then send the unit again {waited}"
+    )
+
+
+def _duration(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"

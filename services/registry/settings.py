@@ -11,3 +11,9 @@ class RegistrySettings(CommonSettings):
     # registry's configuration is in one place.
     pii: PiiSettings = Field(default_factory=PiiSettings)
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
+    # A unit whose parent, or a volunteer whose unit, is not registered yet is held (it may
+    # only be early) this long, then refused on the sender's reply queue: long enough for any
+    # re-ordering on the way, short enough for a township to act on it the same day.
+    hold_s: float = 3600
+    # How often held statements are looked at for having outstayed the hold.
+    hold_sweep_interval_s: float = 60

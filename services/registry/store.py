@@ -1,9 +1,11 @@
 """The registry's own database.
 
 - ``units``: one document per unit. A unit whose statement names a parent not yet known
-  leaves it *waiting* in a placeholder document under the parent's id; the parent's own
+  leaves it *waiting* in a placeholder document under the parent's id (and so does a
+  volunteer whose unit is not known yet, its personal data sealed); the parent's own
   registration replaces that document, so the two handlers write the same document and
-  cannot miss each other (one gets a write conflict and retries).
+  cannot miss each other (one gets a write conflict and retries). Waiting statements that
+  outstay the hold are taken out by the same read-and-write of that document.
 - ``unit_history``: every accepted statement of a unit, and every move of its subtree.
 - ``volunteers``: personal data sealed (``shared.pii``); ``hours``: the service-hours ledger,
   one entry per (volunteer, activity, basis).
@@ -38,6 +40,7 @@ class UnitStore:
         await self.units.create_index("township_id")
         await self.units.create_index("kind")
         await self.units.create_index("ancestors")
+        await self.units.create_index("placeholder")
         await self.history.create_index([("unit_id", 1), ("stated_at", 1)])
         await self.volunteers.create_index("id_card_fingerprint")
         await self.volunteers.create_index("township_id")
@@ -61,6 +64,24 @@ class UnitStore:
             upsert=True,
             session=session,
         )
+
+    async def placeholders(self) -> list[Document]:
+        """The ids and waiting statements of every unit something waits for."""
+        return [d async for d in self.units.find({"placeholder": True}, {"waiting": 1})]
+
+    async def unhold(self, unit_id: str, keys: set[str], session: AsyncClientSession) -> list[Document]:
+        """Take the statements with these keys out of the waiting list of a unit that is still
+        unknown; returns those taken (none if the unit has arrived meanwhile)."""
+        doc = await self.units.find_one({"_id": unit_id, "placeholder": True}, session=session)
+        if doc is None:
+            return []
+        taken = [e for e in doc.get("waiting", []) if e["key"] in keys]
+        rest = [e for e in doc.get("waiting", []) if e["key"] not in keys]
+        if rest:
+            await self.units.update_one({"_id": unit_id}, {"$set": {"waiting": rest}}, session=session)
+        else:
+            await self.units.delete_one({"_id": unit_id}, session=session)
+        return taken
 
     async def put(self, unit: Unit, session: AsyncClientSession) -> None:
         doc = _to_doc(unit)

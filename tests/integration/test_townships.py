@@ -1,7 +1,8 @@
 """Township identity and isolation, against the real broker: each township system connects
-as its own RabbitMQ user (made by ``wmsj township add``'s commands), the registry learns
+as its own RabbitMQ user (made by ``wmsj township add``'s commands), the services learn
 who published from the broker-validated ``user_id``, and a township may only publish about
-its own subtree. Also: units that arrive before their parent, and moves."""
+its own subtree — to the registry, activities and evidence alike. Also: units and volunteers
+that arrive before what they belong to, late refusals on the sender's reply queue, moves."""
 
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ import aiormq
 import pytest
 
 from shared.events import (
+    ActivityScheduled,
+    ActivityScheduledEvent,
+    EvidenceSubmitted,
+    EvidenceSubmittedEvent,
     KeyProject,
     ProjectListPublished,
     ProjectListPublishedEvent,
@@ -25,6 +30,8 @@ from shared.events import (
     UnitRegisteredEvent,
     new_event,
 )
+from shared.events.activities import VolunteerAttendance, VolunteerSignedUpEvent
+from shared.events.evidence import EvidenceReviewed, EvidenceReviewedEvent
 from shared.identity import township_user
 from tests.conftest import Infra
 from tests.support import Tap
@@ -57,15 +64,20 @@ async def townships(infra: Infra, apps: dict[str, ModuleType]) -> AsyncIterator[
     deletes them afterwards (users are broker-wide)."""
     made: dict[str, str] = {}
     clients: list[TownshipClient] = []
-    vhost = urlsplit(infra.amqp_url).path[1:]
+    vhost = urlsplit(infra.amqp_url).path[1:].replace("%2F", "/")
 
-    async def make(township_id: str) -> TownshipClient:
-        """A connection as the township's user (made on first use)."""
+    async def make(township_id: str, any_type: bool = False) -> TownshipClient:
+        """A connection as the township's user (made on first use). ``any_type``: the broker
+        lets it publish every routing key, as a user made by hand might, so that what the
+        services themselves refuse can be seen."""
         if township_id not in made:
             made[township_id] = password = secrets.token_urlsafe(12)
-            for args in rabbitmqctl_commands(township_id, password, vhost=vhost.replace("%2F", "/")):
+            for args in rabbitmqctl_commands(township_id, password, vhost=vhost):
                 infra.rabbitmqctl(args)
             await declare_reply_queue(infra.amqp_url, township_id)
+        if any_type:
+            user = township_user(township_id)
+            infra.rabbitmqctl(["set_topic_permissions", "-p", vhost, user, "wmsj.ingress", ".*", "^$"])
         password = made[township_id]
         client = TownshipClient(as_user(infra.amqp_url, township_user(township_id), password))
         clients.append(await client.__aenter__())
@@ -296,3 +308,299 @@ async def test_a_message_without_user_id_is_refused(
     [rejection] = await township.wait_for_rejections(1, timeout=30)
     assert rejection.reason.startswith("the message has no user_id property")
     assert await apps["registry"].units.get(event.data.unit_id) is None
+
+
+# ----------------------------------------------------------------------------- beyond the registry
+
+
+def two_towns() -> tuple[str, str]:
+    a, b = town_code(), town_code()
+    while b == a:
+        b = town_code()
+    return a, b
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 60) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not reached within {timeout}s")
+        await asyncio.sleep(0.2)
+
+
+async def office_registers(township: TownshipClient, apps: dict[str, ModuleType], *units: Any) -> None:
+    """The office registers ``units``; returns once activities and evidence know them all."""
+    for data in units:
+        await township.publish(registered(data))
+    ids = [u.unit_id for u in units]
+
+    async def known() -> bool:
+        return all(
+            [await apps["activities"].units.get(i) is not None for i in ids]
+            + [await apps["evidence"].evidence.unit(i) is not None for i in ids]
+        )
+
+    await eventually(known)
+
+
+def scheduled(activity_id: str, unit_id: str, source: str) -> ActivityScheduledEvent:
+    start = datetime.now(UTC) + timedelta(days=3)
+    return new_event(  # type: ignore[return-value]
+        ActivityScheduledEvent,
+        ActivityScheduled(
+            activity_id=activity_id,
+            unit_id=unit_id,
+            title="宣讲",
+            starts_at=start,
+            ends_at=start + timedelta(hours=2),
+        ),
+        source=source,
+        time=datetime.now(UTC),
+    )
+
+
+async def test_township_a_cannot_write_activities_attendance_or_evidence_about_township_b(
+    apps: dict[str, ModuleType], townships: Callable[..., Any], township: TownshipClient, tap: Tap
+) -> None:
+    activities, evidence = apps["activities"], apps["evidence"]
+    a, b = two_towns()
+    await office_registers(
+        township,
+        apps,
+        UnitRegistered(unit_id=a, name="A镇", kind=K.TOWN),
+        UnitRegistered(unit_id=b, name="B镇", kind=K.TOWN),
+        UnitRegistered(unit_id=f"{a}201", name="A村", kind=K.VILLAGE, parent_id=a),
+        UnitRegistered(unit_id=f"{b}201", name="B村", kind=K.VILLAGE, parent_id=b),
+    )
+    # B's village has an activity (the office states it).
+    b_activity = f"act-{secrets.token_hex(4)}"
+    await township.publish(scheduled(b_activity, f"{b}201", source="/office"))
+    await tap.wait_for(
+        lambda e: e.subject == b_activity and e.type == ActivityScheduledEvent.TYPE, timeout=30
+    )
+    b_before = await activities.activities.get(b_activity)
+    town_a: TownshipClient = await townships(a)
+
+    # A schedules an activity for B's village, signs a volunteer up to B's activity, and
+    # reports evidence for it (no upload needed: the scope is checked before the object).
+    intruding = scheduled(f"act-{secrets.token_hex(4)}", f"{b}201", source=f"/townships/{a}")
+    signup = new_event(
+        VolunteerSignedUpEvent,
+        VolunteerAttendance(activity_id=b_activity, unit_id=f"{b}201", volunteer_id="v-a"),
+        source=f"/townships/{a}",
+        time=datetime.now(UTC),
+    )
+    photo = new_event(
+        EvidenceSubmittedEvent,
+        EvidenceSubmitted(
+            evidence_id=f"e-{secrets.token_hex(4)}",
+            activity_id=b_activity,
+            unit_id=f"{b}201",
+            object_key=f"{a}/x.png",
+            sha256="0" * 64,
+            size=10,
+            content_type="image/png",
+        ),
+        source=f"/townships/{a}",
+        time=datetime.now(UTC),
+    )
+    for event in (intruding, signup, photo):
+        await town_a.publish(event)
+
+    by_id = {r.rejected_id: r for r in await town_a.wait_for_rejections(3, timeout=60)}
+    scope = f"township {a} may only publish about units in its own subtree; unit {b}201 is in township {b}"
+    assert {i: (r.reason, r.rejected_by) for i, r in by_id.items()} == {
+        intruding.id: (scope, "activities"),
+        signup.id: (scope, "activities"),
+        photo.id: (scope, "evidence"),
+    }
+    # Nothing of it was stored, and only A heard about it.
+    assert await activities.activities.get(intruding.data.activity_id) is None
+    assert await activities.activities.get(b_activity) == b_before
+    assert await activities.rosters.get(b_activity) is None
+    assert await evidence.evidence.get(photo.data.evidence_id) is None
+    assert [r for r in township.rejections if r.rejected_id in by_id] == []
+
+    # Its own village is fine.
+    own = scheduled(f"act-{secrets.token_hex(4)}", f"{a}201", source=f"/townships/{a}")
+    await town_a.publish(own)
+    await tap.wait_for(
+        lambda e: e.subject == own.data.activity_id and e.type == ActivityScheduledEvent.TYPE, timeout=30
+    )
+    assert len(town_a.rejections) == 3
+
+
+async def test_the_services_refuse_office_only_events_from_a_township_the_broker_lets_through(
+    apps: dict[str, ModuleType], townships: Callable[..., Any]
+) -> None:
+    a = town_code()
+    town_a: TownshipClient = await townships(a, any_type=True)
+    version = 1000 + secrets.randbelow(100_000)
+    projects = new_event(
+        ProjectListPublishedEvent,
+        ProjectListPublished(
+            year=2020, version=version, projects=[KeyProject(project_id="P1", theme="宣讲", months=[6])]
+        ),
+        source=f"/townships/{a}",
+        time=T0,
+    )
+    review = new_event(
+        EvidenceReviewedEvent,
+        EvidenceReviewed(evidence_id="e-any", verdict="accepted", reviewer="A镇"),
+        source=f"/townships/{a}",
+        time=T0,
+    )
+    await town_a.publish(projects)  # the broker lets it through this time
+    await town_a.publish(review)
+
+    by_type = {r.rejected_type: r for r in await town_a.wait_for_rejections(2, timeout=30)}
+    user = township_user(a)
+    assert by_type[projects.type].reason == (
+        f"only the city office may publish {projects.type}; {user} is township {a}'s system"
+    )
+    assert by_type[projects.type].rejected_by == "activities"
+    assert (
+        by_type[review.type].reason
+        == f"only the city office may publish {review.type}; {user} is township {a}'s system"
+    )
+    assert by_type[review.type].rejected_by == "evidence"
+    assert version not in [v.version for v in await apps["activities"].project_lists.of_year(2020)]
+
+
+async def test_a_township_event_about_a_unit_not_registered_waits_for_it_then_is_refused(
+    apps: dict[str, ModuleType],
+    townships: Callable[..., Any],
+    township: TownshipClient,
+    tap: Tap,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    a = town_code()
+    town_a: TownshipClient = await townships(a)
+    # Early: the activity is sent before its village is registered, which follows at once.
+    early = scheduled(f"act-{secrets.token_hex(4)}", f"{a}201", source=f"/townships/{a}")
+    await town_a.publish(early)
+    await township.publish(registered(UnitRegistered(unit_id=a, name="A镇", kind=K.TOWN)))
+    await township.publish(
+        registered(UnitRegistered(unit_id=f"{a}201", name="A村", kind=K.VILLAGE, parent_id=a))
+    )
+    await tap.wait_for(
+        lambda e: e.subject == early.data.activity_id and e.type == ActivityScheduledEvent.TYPE, timeout=60
+    )
+    assert town_a.rejections == []
+
+    # Never registered: refused once the wait is over (shortened here), saying what to do.
+    monkeypatch.setattr(apps["activities"].settings, "unknown_unit_wait_s", 1.0)
+    never = scheduled(f"act-{secrets.token_hex(4)}", f"{a}299", source=f"/townships/{a}")
+    await town_a.publish(never)
+    [refused] = await town_a.wait_for_rejections(1, timeout=30)
+    assert (refused.rejected_id, refused.reason) == (
+        never.id,
+        f"unit {a}299 is not registered; register it first",
+    )
+    assert await apps["activities"].activities.get(never.data.activity_id) is None
+
+
+async def test_a_held_childs_late_refusal_reaches_the_senders_reply_queue(
+    apps: dict[str, ModuleType], townships: Callable[..., Any], tap: Tap
+) -> None:
+    a = town_code()
+    town_a: TownshipClient = await townships(a)
+    source = f"/townships/{a}"
+    wrong = registered(
+        UnitRegistered(unit_id=f"{a}999", name="村", kind=K.VILLAGE, parent_id=f"{a}-S"), source=source
+    )
+    await town_a.publish(wrong)  # held: its parent is not known; the message is acknowledged
+    await town_a.publish(registered(UnitRegistered(unit_id=a, name="A镇", kind=K.TOWN), source=source))
+    await town_a.publish(
+        registered(
+            UnitRegistered(unit_id=f"{a}-S", name="所", kind=K.PRACTICE_INSTITUTE, parent_id=a), source=source
+        )
+    )
+    [refused] = await town_a.wait_for_rejections(1, timeout=30)
+    assert refused.rejected_id == wrong.id and refused.rejected_by == "registry"
+    assert "a village cannot be under a practice_institute" in refused.reason
+    # The office hears of it too.
+    await tap.wait_for(lambda e: e.type == "wmsj.event.rejected.v1" and e.subject == wrong.id, timeout=30)
+    assert await apps["registry"].units.get(f"{a}999") is None
+
+
+def volunteer_of(unit_id: str, source: str) -> Any:
+    from shared.events.units import VolunteerRegistered, VolunteerRegisteredEvent
+    from shared.pii import id_card_checksum
+
+    first17 = "43138119900101" + f"{secrets.randbelow(1000):03d}"
+    return new_event(
+        VolunteerRegisteredEvent,
+        VolunteerRegistered(
+            volunteer_id=f"v-{secrets.token_hex(4)}",
+            name="王芳",
+            id_card=first17 + id_card_checksum(first17),
+            phone="13812345678",
+            unit_id=unit_id,
+        ),
+        source=source,
+        time=T0,
+    )
+
+
+async def test_a_volunteer_sent_before_its_unit_is_held_until_the_unit_arrives(
+    apps: dict[str, ModuleType], townships: Callable[..., Any]
+) -> None:
+    registry = apps["registry"].units
+    a = town_code()
+    town_a: TownshipClient = await townships(a)
+    source = f"/townships/{a}"
+    volunteer = volunteer_of(f"{a}201", source)
+    await town_a.publish(volunteer)
+
+    async def held() -> bool:
+        doc = await registry.units.find_one({"_id": f"{a}201"})
+        return doc is not None and [e["id"] for e in doc.get("waiting", [])] == [volunteer.id]
+
+    await eventually(held)
+    waiting = (await registry.units.find_one({"_id": f"{a}201"}))["waiting"][0]
+    assert volunteer.data.id_card not in str(waiting) and volunteer.data.phone not in str(waiting)  # sealed
+
+    await town_a.publish(registered(UnitRegistered(unit_id=a, name="A镇", kind=K.TOWN), source=source))
+    await town_a.publish(
+        registered(UnitRegistered(unit_id=f"{a}201", name="A村", kind=K.VILLAGE, parent_id=a), source=source)
+    )
+
+    async def stored() -> bool:
+        return await registry.volunteer(volunteer.data.volunteer_id) is not None
+
+    await eventually(stored)
+    found = await registry.volunteer(volunteer.data.volunteer_id)
+    assert found is not None and (found.unit_id, found.township_id) == (f"{a}201", a)
+    assert town_a.rejections == []
+
+
+async def test_a_volunteer_whose_unit_never_comes_is_refused_late_on_the_reply_queue(
+    apps: dict[str, ModuleType], townships: Callable[..., Any], tap: Tap
+) -> None:
+    registry = apps["registry"]
+    a = town_code()
+    town_a: TownshipClient = await townships(a)
+    volunteer = volunteer_of(f"{a}298", f"/townships/{a}")
+    await town_a.publish(volunteer)
+
+    async def held() -> bool:
+        doc = await registry.units.units.find_one({"_id": f"{a}298"})
+        return doc is not None and bool(doc.get("waiting"))
+
+    await eventually(held)
+    assert volunteer.id not in await registry.expire_held(datetime.now(UTC))  # still within the hold
+    # The sweep's clock, once the hold has run out:
+    later = datetime.now(UTC) + timedelta(seconds=registry.settings.hold_s)
+    assert volunteer.id in await registry.expire_held(later)
+
+    [refused] = await town_a.wait_for_rejections(1, timeout=30)
+    assert (refused.rejected_id, refused.rejected_by) == (volunteer.id, "registry")
+    assert refused.reason.startswith(
+        f"volunteer {volunteer.data.volunteer_id}: unit {a}298 is not registered; register it first"
+    )
+    assert volunteer.data.id_card not in refused.reason
+    await tap.wait_for(lambda e: e.type == "wmsj.event.rejected.v1" and e.subject == volunteer.id, timeout=30)
+    assert await registry.units.volunteer(volunteer.data.volunteer_id) is None
+    assert await registry.units.units.find_one({"_id": f"{a}298"}) is None  # nothing left waiting
+    assert volunteer.id not in await registry.expire_held(later)  # refused once

@@ -10,17 +10,20 @@ import pytest
 
 from services.registry.domain import (
     ALLOWED_PARENTS,
+    TOWNSHIP_LEVEL,
     RefusedUnit,
     Unit,
     apply_registration,
     check_registration,
     credit_code_problem,
     moved_subtree,
+    outstayed,
+    outstayed_reason,
 )
 from services.registry.volunteers import apply_volunteer
 from shared.events import UnitKind, UnitRegistered
 from shared.events.units import UnitRegisteredV2, VolunteerRegistered
-from shared.identity import Publisher, Unidentified, identify
+from shared.identity import TOWNSHIP_KINDS, Publisher, Unidentified, identify, owning_township
 from shared.pii import Vault, id_card_checksum
 
 T0 = datetime(2020, 6, 1, 1, 0, tzinfo=UTC)
@@ -354,6 +357,25 @@ def test_a_township_may_publish_only_about_its_own_subtree():
     assert Publisher("guest", None).may_not_publish_about("431381103201", "431381103") is None
 
 
+def test_a_units_owning_township_is_itself_at_township_level_else_its_township():
+    for kind in TOWNSHIP_LEVEL:
+        assert owning_township("431381101", kind, None) == "431381101"
+        assert owning_township("431381101", kind.value, "431381101") == "431381101"
+    assert owning_township("431381101201", "village", "431381101") == "431381101"
+    assert owning_township("431381-ZX", "practice_centre", None) is None
+    assert {k.value for k in TOWNSHIP_LEVEL} == TOWNSHIP_KINDS
+
+
+def test_only_the_office_publishes_office_only_types():
+    township = Publisher("township-431381101", "431381101")
+    assert township.may_not_publish_type("wmsj.projects.published.v1", "office") == (
+        "only the city office may publish wmsj.projects.published.v1; "
+        "township-431381101 is township 431381101's system"
+    )
+    assert township.may_not_publish_type("wmsj.activity.scheduled.v1", "township") is None
+    assert Publisher("guest", None).may_not_publish_type("wmsj.projects.published.v1", "office") is None
+
+
 # ------------------------------------------------------------------ volunteers
 
 VAULT = Vault("ZGV2LW9ubHktd21zai1waWkta2V5LW5vdC1zZWNyZXQ=")
@@ -433,3 +455,31 @@ def test_id_cards_and_phones_are_checked_without_echoing_them(field: str, value:
         volunteer(**{field: value})
     [error] = caught.value.errors(include_input=False)
     assert message in error["msg"] and value not in error["msg"]
+
+
+# ------------------------------------------------------------------ held statements
+
+
+def test_a_held_statement_outstays_the_hold_once_it_has_waited_that_long():
+    now = datetime(2020, 6, 1, 12, tzinfo=UTC)
+    hold = timedelta(hours=1)
+    fresh = {"key": "a", "held_at": now - timedelta(minutes=59)}
+    due = {"key": "b", "held_at": now - hold}
+    untimed = {"key": "c"}  # held before holds were timed
+    assert outstayed([fresh, due, untimed], now, hold) == [due, untimed]
+    assert outstayed([], now, hold) == []
+
+
+def test_an_outstayed_statement_says_what_it_waited_for_and_what_to_do():
+    unit = {"what": "unit", "statement": {"unit_id": "431381101201-Z"}}
+    assert outstayed_reason(unit, "431381101201", timedelta(hours=1)) == (
+        "unit 431381101201-Z: its parent 431381101201 is not registered; register the parent "
+        "first, then send the unit again (held 1 h waiting for it)"
+    )
+    volunteer = {"what": "volunteer", "volunteer_id": "v1"}
+    assert outstayed_reason(volunteer, "431381101201", timedelta(minutes=30)) == (
+        "volunteer v1: unit 431381101201 is not registered; register it first, then send the "
+        "volunteer again (held 30 min waiting for it)"
+    )
+    legacy = {"statement": {"unit_id": "u"}, "version": 1}  # held before entries said what they are
+    assert outstayed_reason(legacy, "p", timedelta(seconds=90)).startswith("unit u: its parent p")
