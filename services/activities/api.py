@@ -1,5 +1,9 @@
 """The activities service's HTTP API (read-only): activities, calendars, the key project
-list, orders and the monthly early warning."""
+list, orders and the monthly early warning.
+
+Every route needs an API key (``shared.auth``). The office sees everything; a township sees
+the activities, orders and warnings of the units in its own subtree (another township's are
+"not found", as in the registry), and the key project list, which is the whole city's."""
 
 from __future__ import annotations
 
@@ -13,11 +17,16 @@ from fastapi import APIRouter, HTTPException, Query
 from services.activities.domain.attendance import places
 from services.activities.domain.lifecycle import Activity
 from services.activities.domain.months import in_month, units_without_activity
+from services.activities.domain.orders import OrderView
 from services.activities.domain.orders import view as order_view
 from services.activities.domain.projects import ListVersion, check_plan
 from services.activities.store import ActivityStore, OrderStore, ProjectListStore, RosterStore, UnitStore
+from shared.auth import Caller, current_caller
 from shared.events import period_of
+from shared.identity import owning_township
 
+CALLER: Any = current_caller()  # keys from WMSJ_API_KEYS; tests override ``CALLER.dependency``
+Who = Annotated[Caller, CALLER]
 PeriodQuery = Annotated[
     str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM; default: this month")
 ]
@@ -28,6 +37,14 @@ def _when(activity: Activity) -> datetime:
         return activity.schedule.starts_at
     assert activity.completion is not None  # in a month: scheduled or completed
     return activity.completion.ended_at
+
+
+def involved(order: OrderView) -> list[str]:
+    """Every unit that placed, held, declined or was escalated an order (ids that are no
+    unit, such as a resident's, match no township)."""
+    ids = [order.requester_id, order.handler_id, order.team_id, *order.declined_by]
+    ids += [u for e in order.escalations for u in (e.from_unit_id, e.to_unit_id)]
+    return list(dict.fromkeys(i for i in ids if i))
 
 
 @dataclass(frozen=True)
@@ -41,6 +58,28 @@ class Stores:
 
 def router(stores: Stores, accept_within: timedelta) -> APIRouter:
     api = APIRouter(tags=["activities"])
+
+    async def in_scope(caller: Caller, unit_ids: list[str]) -> bool:
+        """Whether the caller may see what these units did: the office always; a township
+        if one of them is in its subtree (an order involves several units)."""
+        if caller.is_office:
+            return True
+        for unit_id in unit_ids:
+            unit = await stores.units.get(unit_id)
+            if (
+                unit
+                and owning_township(unit["_id"], unit["kind"], unit.get("township_id")) == caller.township_id
+            ):
+                return True
+        return False
+
+    async def visible(caller: Caller, activities: list[Activity]) -> list[Activity]:
+        if caller.is_office:
+            return activities
+        mine: dict[str, bool] = {}
+        for unit_id in {a.unit_id for a in activities}:
+            mine[unit_id] = await in_scope(caller, [unit_id])
+        return [a for a in activities if mine[a.unit_id]]
 
     async def view(activity: Activity, lists: list[ListVersion], now: datetime) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -62,23 +101,25 @@ def router(stores: Stores, accept_within: timedelta) -> APIRouter:
             out["plan"] = asdict(plan)
         return out
 
-    async def calendar(period: str, unit_id: str | None) -> list[dict[str, Any]]:
+    async def calendar(caller: Caller, period: str, unit_id: str | None) -> list[dict[str, Any]]:
         now = datetime.now(UTC)
         lists = await stores.project_lists.of_year(int(period[:4]))
         found = [a for a in await stores.activities.in_period(period, unit_id) if in_month(a, period)]
+        found = await visible(caller, found)
         found.sort(key=lambda a: (_when(a), a.activity_id))
         return [await view(a, lists, now) for a in found]
 
     @api.get("/activities")
-    async def list_activities(unit_id: str | None = None) -> list[dict[str, Any]]:
+    async def list_activities(caller: Who, unit_id: str | None = None) -> list[dict[str, Any]]:
         now = datetime.now(UTC)
         lists = await stores.project_lists.all()
-        return [await view(a, lists, now) for a in await stores.activities.list(unit_id=unit_id)]
+        found = await visible(caller, await stores.activities.list(unit_id=unit_id))
+        return [await view(a, lists, now) for a in found]
 
     @api.get("/activities/{activity_id}")
-    async def get_activity(activity_id: str) -> dict[str, Any]:
+    async def get_activity(caller: Who, activity_id: str) -> dict[str, Any]:
         activity = await stores.activities.get(activity_id)
-        if activity is None:
+        if activity is None or not await in_scope(caller, [activity.unit_id]):
             raise HTTPException(404, f"no activity {activity_id}")
         out = await view(activity, await stores.project_lists.all(), datetime.now(UTC))
         roster = await stores.rosters.get(activity_id)
@@ -94,17 +135,20 @@ def router(stores: Stores, accept_within: timedelta) -> APIRouter:
         return out
 
     @api.get("/units/{unit_id}/calendar")
-    async def unit_calendar(unit_id: str, period: PeriodQuery = None) -> dict[str, Any]:
+    async def unit_calendar(caller: Who, unit_id: str, period: PeriodQuery = None) -> dict[str, Any]:
         """A unit's monthly calendar (月度活动安排)."""
+        if not await in_scope(caller, [unit_id]):
+            raise HTTPException(404, f"no unit {unit_id}")
         period = period or period_of(datetime.now(UTC))
-        return {"unit_id": unit_id, "period": period, "activities": await calendar(period, unit_id)}
+        return {"unit_id": unit_id, "period": period, "activities": await calendar(caller, period, unit_id)}
 
     @api.get("/calendar")
-    async def city_calendar(period: PeriodQuery = None) -> dict[str, Any]:
-        """The city's calendar for a month, by key project (activities without one: "")."""
+    async def city_calendar(caller: Who, period: PeriodQuery = None) -> dict[str, Any]:
+        """The city's calendar for a month, by key project (activities without one: ""); a
+        township's key sees its own subtree's part of it."""
         period = period or period_of(datetime.now(UTC))
         by_project: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for activity in await calendar(period, None):
+        for activity in await calendar(caller, period, None):
             project_id = (activity.get("schedule") or {}).get("project_id") or ""
             by_project[project_id].append(activity)
         return {
@@ -120,15 +164,20 @@ def router(stores: Stores, accept_within: timedelta) -> APIRouter:
         }
 
     @api.get("/warnings/monthly")
-    async def monthly_warning(period: PeriodQuery = None) -> dict[str, Any]:
+    async def monthly_warning(caller: Who, period: PeriodQuery = None) -> dict[str, Any]:
         """The units with nothing scheduled or completed in the month (so far)."""
         period = period or period_of(datetime.now(UTC))
-        known = [u["_id"] for u in await stores.units.all()]
+        known = [
+            u["_id"]
+            for u in await stores.units.all()
+            if caller.is_office
+            or owning_township(u["_id"], u["kind"], u.get("township_id")) == caller.township_id
+        ]
         missing = units_without_activity(known, await stores.activities.in_period(period), period)
         return {"period": period, "units_known": len(known), "unit_ids": missing}
 
     @api.get("/projects/{year}")
-    async def project_list(year: int) -> list[dict[str, Any]]:
+    async def project_list(caller: Who, year: int) -> list[dict[str, Any]]:
         """Every version of a year's key project list."""
         return [
             {
@@ -141,11 +190,13 @@ def router(stores: Stores, accept_within: timedelta) -> APIRouter:
         ]
 
     @api.get("/orders/{order_id}")
-    async def get_order(order_id: str) -> dict[str, Any]:
+    async def get_order(caller: Who, order_id: str) -> dict[str, Any]:
         order = await stores.orders.get(order_id)
         if order is None:
             raise HTTPException(404, f"no order {order_id}")
         first = order_view(order, accept_within)
+        if not await in_scope(caller, involved(first)):
+            raise HTTPException(404, f"no order {order_id}")
         done = False
         if first.activity_id:
             activity = await stores.activities.get(first.activity_id)

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from shared.auth import DEV_OFFICE_KEY
 from shared.events import (
     ActivityCompleted,
     ActivityCompletedEvent,
@@ -213,8 +214,11 @@ async def test_a_shuffled_duplicated_month_through_the_broker_ends_in_the_in_ord
 
 
 def api_client(app_module: ModuleType) -> httpx.AsyncClient:
+    """The activities API, as the office (the development key)."""
     return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app_module.create_app()), base_url="http://activities"
+        transport=httpx.ASGITransport(app=app_module.create_app()),
+        base_url="http://activities",
+        headers={"Authorization": f"Bearer {DEV_OFFICE_KEY}"},
     )
 
 

@@ -604,3 +604,56 @@ async def test_a_volunteer_whose_unit_never_comes_is_refused_late_on_the_reply_q
     assert await registry.units.volunteer(volunteer.data.volunteer_id) is None
     assert await registry.units.units.find_one({"_id": f"{a}298"}) is None  # nothing left waiting
     assert volunteer.id not in await registry.expire_held(later)  # refused once
+
+
+async def test_a_township_key_reads_only_its_own_subtrees_activities(
+    apps: dict[str, ModuleType], township: TownshipClient, tap: Tap
+) -> None:
+    import httpx
+
+    from shared.auth import DEV_OFFICE_KEY, caller_dependency, parse_keys
+
+    activities = apps["activities"]
+    a, b = two_towns()
+    await office_registers(
+        township,
+        apps,
+        UnitRegistered(unit_id=a, name="A镇", kind=K.TOWN),
+        UnitRegistered(unit_id=b, name="B镇", kind=K.TOWN),
+        UnitRegistered(unit_id=f"{a}201", name="A村", kind=K.VILLAGE, parent_id=a),
+        UnitRegistered(unit_id=f"{b}201", name="B村", kind=K.VILLAGE, parent_id=b),
+    )
+    ours, theirs = (
+        scheduled(f"act-{secrets.token_hex(4)}", f"{a}201", "/office"),
+        scheduled(f"act-{secrets.token_hex(4)}", f"{b}201", "/office"),
+    )
+    for event in (ours, theirs):
+        await township.publish(event)
+    for event in (ours, theirs):
+        await tap.wait_for(lambda e, event=event: e.subject == event.data.activity_id, timeout=30)
+
+    keys = parse_keys(f'{{"{DEV_OFFICE_KEY}": "office", "k-a": "township:{a}"}}')
+    app = activities.create_app()
+    # The routes read their keys from WMSJ_API_KEYS at import; this app gets the test's keys.
+    app.dependency_overrides[activities.api.CALLER.dependency] = caller_dependency(keys)
+    as_a, as_office = {"Authorization": "Bearer k-a"}, {"Authorization": f"Bearer {DEV_OFFICE_KEY}"}
+    period = ours.data.starts_at.strftime("%Y-%m")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://a") as http:
+        assert (await http.get("/activities")).status_code == 401
+        listed = {x["activity_id"] for x in (await http.get("/activities", headers=as_a)).json()}
+        assert ours.data.activity_id in listed and theirs.data.activity_id not in listed
+        assert (await http.get(f"/activities/{ours.data.activity_id}", headers=as_a)).status_code == 200
+        assert (await http.get(f"/activities/{theirs.data.activity_id}", headers=as_a)).status_code == 404
+        assert (await http.get(f"/units/{b}201/calendar", headers=as_a)).status_code == 404
+        city = (await http.get("/calendar", params={"period": period}, headers=as_a)).json()
+        seen = {x["activity_id"] for p in city["projects"] for x in p["activities"]}
+        assert ours.data.activity_id in seen and theirs.data.activity_id not in seen
+        warned = (await http.get("/warnings/monthly", params={"period": "2019-01"}, headers=as_a)).json()
+        assert set(warned["unit_ids"]) == {a, f"{a}201"}
+        assert (await http.get("/projects/2020", headers=as_a)).status_code == 200  # the city's list
+
+        both = {x["activity_id"] for x in (await http.get("/activities", headers=as_office)).json()}
+        assert {ours.data.activity_id, theirs.data.activity_id} <= both
+        assert (
+            await http.get(f"/activities/{theirs.data.activity_id}", headers=as_office)
+        ).status_code == 200
