@@ -155,6 +155,10 @@ Submission = Annotated[
 )
 async def on_submission(event: Submission, message: RabbitMessage) -> None:
     """The office's key project list; a unit's activities, orders (四单) and attendance."""
+    # A redelivered duplicate changes nothing, even if its unit has since moved out of the
+    # sender's township: it is not judged again.
+    if await service.already_handled(event):
+        return
     await check_scope(event, publisher_of(message))  # who: the broker-checked user_id
     if isinstance(event, ProjectListPublishedEvent):
         effect = _project_list(event)

@@ -98,6 +98,10 @@ FactEvent = Annotated[
 )
 async def on_ingress(event: IngressEvent, message: RabbitMessage) -> None:
     """A unit reports picture-and-text material (上报图文资料), or the office reviews it (审核)."""
+    # A redelivered duplicate changes nothing, even if its unit has since moved out of the
+    # sender's township: it is not judged again.
+    if await service.already_handled(event):
+        return
     await check_scope(event, publisher_of(message))  # who: the broker-checked user_id
     if isinstance(event, EvidenceSubmittedEvent):
         await on_evidence_submitted(event)
