@@ -62,22 +62,29 @@ async def handle_once(
             )
         except DuplicateKeyError:  # handled concurrently by another consumer
             return False
-        to_publish = await effect(session)
-        if to_publish:
-            await db.outbox.insert_many(
-                [
-                    {
-                        "event_id": e.id,
-                        "type": e.type,
-                        "body": e.model_dump_json(),
-                        "created_at": datetime.now(UTC),
-                        "sent_at": None,
-                    }
-                    for e in to_publish
-                ],
-                session=session,
-            )
+        await stage(db, await effect(session), session)
     return True
+
+
+async def stage(
+    db: AsyncDatabase[Document], events: list[CloudEvent[Any]], session: AsyncClientSession
+) -> None:
+    """Put ``events`` in the outbox, in the caller's transaction: they are published once it
+    commits (``Outbox.relay``), and never if it does not."""
+    if events:
+        await db.outbox.insert_many(
+            [
+                {
+                    "event_id": e.id,
+                    "type": e.type,
+                    "body": e.model_dump_json(),
+                    "created_at": datetime.now(UTC),
+                    "sent_at": None,
+                }
+                for e in events
+            ],
+            session=session,
+        )
 
 
 class Outbox:
