@@ -362,6 +362,7 @@ async def reassess(
 def create_app() -> FastAPI:
     def routes(app: FastAPI) -> None:
         app.include_router(api.router(evidence, objects, settings))
+        api.allow_dashboard(app, settings)
 
     return service.http_app("wmsj evidence", routes)
 
