@@ -46,7 +46,12 @@ from shared.events import (
     statement,
 )
 from shared.events.activities import OrderRatingCountedEvent, ProjectListPublishedEvent
-from shared.events.evidence import EvidenceCompleteEvent, EvidenceFlaggedEvent, EvidenceReviewedEvent
+from shared.events.evidence import (
+    EvidenceCompleteEvent,
+    EvidenceFlaggedEvent,
+    EvidenceReviewedEvent,
+    EvidenceStoredV2Event,
+)
 from shared.events.supervision import InspectionRecordedEvent, ScoreUpdatedV2, ScoreUpdatedV2Event
 from shared.messaging import InvalidEvent, retry_transient
 from shared.mongo import stage
@@ -66,6 +71,7 @@ FactEvent = Annotated[
     | ActivityScheduledEvent
     | ActivityCompletedEvent
     | EvidenceStoredEvent
+    | EvidenceStoredV2Event
     | EvidenceFlaggedEvent
     | EvidenceReviewedEvent
     | EvidenceCompleteEvent
@@ -82,6 +88,7 @@ Touched = dict[str, set[str]]  # unit -> months whose scores a fact may change
     ActivityScheduledEvent,
     ActivityCompletedEvent,
     EvidenceStoredEvent,
+    EvidenceStoredV2Event,
     EvidenceFlaggedEvent,
     EvidenceReviewedEvent,
     EvidenceCompleteEvent,
@@ -193,13 +200,17 @@ async def record_fact(event: CloudEvent, session: AsyncClientSession) -> Touched
         await facts.put_statement(activity_id, None, "reviews", "evidence_id", review, stated, session)
         return touched_by(before, await facts.activity(activity_id, session))
     before = await facts.activity(data.activity_id, session)
-    if isinstance(event, EvidenceStoredEvent):
+    if isinstance(event, EvidenceStoredEvent | EvidenceStoredV2Event):
         # Evidence counts for the month its activity was completed in (kept on the activity).
+        # The evidence service announces it twice, v1 and v2 (with the report time): one
+        # entry, merged.
         evidence = {
             "evidence_id": data.evidence_id,
             "stored_at": data.stored_at,
             "content_type": data.content_type,
         }
+        if isinstance(event, EvidenceStoredV2Event):
+            evidence["reported_at"] = event.data.reported_at
         await facts.add_evidence(data.activity_id, data.unit_id, evidence, session)
         indexed = await facts.index_evidence(data.evidence_id, {"activity_id": data.activity_id}, session)
         if indexed and indexed.get("review"):  # reviewed before it was known here

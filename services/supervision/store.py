@@ -106,9 +106,17 @@ class FactStore:
     async def add_evidence(
         self, activity_id: str, unit_id: str, evidence: dict[str, Any], session: Session
     ) -> None:
+        """Keep the evidence on its activity, merged with what is kept of it already (the
+        same evidence is announced as v1 and as v2, which adds its report time)."""
+        current = await self.activity(activity_id, session) or {}
+        kept = {e["evidence_id"]: e for e in current.get("evidence", [])}
+        kept[evidence["evidence_id"]] = {**kept.get(evidence["evidence_id"], {}), **evidence}
         await self.activities.update_one(
             {"_id": activity_id},
-            {"$addToSet": {"evidence": evidence}, "$setOnInsert": {"unit_id": unit_id}},
+            {
+                "$set": {"evidence": sorted(kept.values(), key=lambda e: e["evidence_id"])},
+                "$setOnInsert": {"unit_id": unit_id},
+            },
             upsert=True,
             session=session,
         )

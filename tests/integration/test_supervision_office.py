@@ -41,6 +41,8 @@ from shared.events.evidence import (
     EvidenceFlaggedEvent,
     EvidenceReviewed,
     EvidenceReviewedEvent,
+    EvidenceStoredV2,
+    EvidenceStoredV2Event,
 )
 from shared.events.supervision import (
     InspectionAssessment,
@@ -273,22 +275,28 @@ def as_cloud_events(events: list[Event], suffix: str) -> list[Any]:
             )
         elif e.kind == "evidence":
             assert e.evidence
+            stored = EvidenceStored(
+                evidence_id=e.evidence.evidence_id + suffix,
+                activity_id=activity_id,
+                unit_id=unit_id,
+                object_key="k",
+                sha256="a" * 64,
+                size=1,
+                content_type="image/png",
+                stored_at=e.evidence.stored_at,
+            )
+            # Announced twice, as the evidence service does: v1, and v2 with the report time.
+            out.append(
+                new_event(EvidenceStoredEvent, stored, source="/wmsj/evidence", time=e.at, id=f"e{n}{suffix}")
+            )
+            assert e.evidence.reported_at
             out.append(
                 new_event(
-                    EvidenceStoredEvent,
-                    EvidenceStored(
-                        evidence_id=e.evidence.evidence_id + suffix,
-                        activity_id=activity_id,
-                        unit_id=unit_id,
-                        object_key="k",
-                        sha256="a" * 64,
-                        size=1,
-                        content_type="image/png",
-                        stored_at=e.evidence.stored_at,
-                    ),
+                    EvidenceStoredV2Event,
+                    EvidenceStoredV2(**stored.model_dump(), reported_at=e.evidence.reported_at),
                     source="/wmsj/evidence",
                     time=e.at,
-                    id=f"e{n}{suffix}",
+                    id=f"e2-{n}{suffix}",
                 )
             )
         elif e.kind == "flag":
@@ -385,6 +393,7 @@ async def test_switching_the_rules_recomputes_the_scores_with_the_new_version(
     assert (await supervision.scores.get(unit_id, "2020")).rules_version == heavier.version
     assert await supervision.recompute(unit_id, "2020") == 0  # recomputing again changes nothing
     monkeypatch.undo()  # back to the service's rules, for the tests that follow
+    before_going_back = datetime.now(UTC)
     assert await supervision.recompute(unit_id, "2020") == 17
     assert (await supervision.scores.get(unit_id, "2020-06")).rules_version == supervision.rules.version
 
@@ -401,10 +410,11 @@ async def test_switching_the_rules_recomputes_the_scores_with_the_new_version(
             and e.subject == unit_id
             and e.data.rules_version == supervision.rules.version
             and e.data.period_kind == "year"
+            and e.time >= before_going_back
         ),
         timeout=60,
     )
-    assert back[0].data.score == 8.3
+    assert [e.data.score for e in {e.key: e for e in back}.values()] == [8.3]
     heavier_v2 = {e.key: e for e in announced(heavier.version, ScoreUpdatedV2Event.TYPE)}.values()
     assert sorted(e.data.period for e in heavier_v2) == sorted(
         [*months_of("2020"), *(f"2020-Q{q}" for q in range(1, 5)), "2020"]

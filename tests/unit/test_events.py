@@ -54,6 +54,8 @@ from shared.events.evidence import (
     EvidenceFlaggedEvent,
     EvidenceReviewed,
     EvidenceReviewedEvent,
+    EvidenceStoredV2,
+    EvidenceStoredV2Event,
 )
 from shared.events.supervision import (
     InspectionAssessment,
@@ -206,6 +208,20 @@ EXAMPLES: dict[str, CloudEvent[Any]] = {
                 size=1234,
                 content_type="image/png",
                 stored_at=AT + timedelta(hours=4),
+            ),
+        ),
+        _envelope(
+            EvidenceStoredV2Event,
+            EvidenceStoredV2(
+                evidence_id="a1-E1",
+                activity_id="a1",
+                unit_id="431381101",
+                object_key=f"431381101/a1/{SHA}",
+                sha256=SHA,
+                size=1234,
+                content_type="image/png",
+                stored_at=AT + timedelta(hours=4),
+                reported_at=AT + timedelta(hours=1),
             ),
         ),
         _envelope(
