@@ -22,6 +22,7 @@ from services.supervision.domain import (
     Finding,
     Inspection,
     MonthFacts,
+    OrderRating,
     Project,
     RuleSet,
     Score,
@@ -44,7 +45,7 @@ def default_rules() -> RuleSet:
 class Event:
     """One fact as supervision hears it, with the time it was stated."""
 
-    kind: str  # schedule, completion, evidence, inspection
+    kind: str  # schedule, completion, evidence, flag, review, complete, rating, inspection
     at: datetime
     unit_id: str
     activity_id: str = ""
@@ -54,14 +55,20 @@ class Event:
     hours: float = 0.0
     evidence: Evidence | None = None
     inspection: Inspection | None = None
+    evidence_id: str = ""  # flag, review
+    verdict: str = ""  # review: accepted or rejected
+    evidence_ids: tuple[str, ...] = ()  # complete: what the evidence service counted
+    order_id: str = ""  # rating
+    rating: int | None = None  # rating: None when it stops counting
 
 
 def generate_year(
     units: int, year: int = 2020, seed: int = 5
 ) -> tuple[list[Unit], list[Project], list[Event]]:
     """A year for ``units`` units: 0-3 activities a month each (some months none), evidence
-    on time, late or missing, corrected reports that move an activity to another month,
-    inspections with findings, assessments and the odd veto; in a shuffled order."""
+    on time, late or missing, flagged and reviewed, announced complete or not, 四单 ratings
+    (some restated, some withdrawn), corrected reports that move an activity to another
+    month, inspections with findings, assessments and the odd veto; in a shuffled order."""
     rng = random.Random(seed)
     unit_list = [
         Unit(f"u{n:05d}", f"unit {n}", KINDS[n % len(KINDS)], f"t{n % 20:02d}") for n in range(units)
@@ -104,17 +111,50 @@ def generate_year(
                             hours=6,
                         )
                     )
+                photos = []
                 for e in range(rng.choice((0, 1, 2, 2))):
                     stored = ended + timedelta(days=rng.choice((0, 1, 3, 9, 20)))
-                    events.append(
-                        Event(
-                            "evidence",
-                            stored,
-                            unit.unit_id,
-                            aid,
-                            evidence=Evidence(f"{aid}-e{e}", stored, "image/png"),
+                    reported = stored - timedelta(days=rng.choice((0, 0, 5)))  # some stored long after
+                    evidence = Evidence(f"{aid}-e{e}", stored, "image/png", reported_at=reported)
+                    photos.append(evidence.evidence_id)
+                    events.append(Event("evidence", stored, unit.unit_id, aid, evidence=evidence))
+                    if rng.random() < 0.15:  # a fraud signal, and perhaps the office's verdict(s)
+                        events.append(
+                            Event("flag", stored, unit.unit_id, aid, evidence_id=evidence.evidence_id)
                         )
+                        for r in range(rng.choice((0, 1, 1, 2))):
+                            events.append(
+                                Event(
+                                    "review",
+                                    stored + timedelta(days=2 + r),
+                                    unit.unit_id,
+                                    aid,
+                                    evidence_id=evidence.evidence_id,
+                                    verdict=rng.choice(("accepted", "rejected")),
+                                )
+                            )
+                if photos and rng.random() < 0.8:  # the evidence service found it complete
+                    done = ended + timedelta(days=rng.choice((1, 10, 21)))
+                    counted = tuple(rng.sample(photos, rng.randint(1, len(photos))))
+                    events.append(Event("complete", done, unit.unit_id, aid, evidence_ids=counted))
+                for o in range(rng.choice((0, 0, 0, 1, 2))):  # 四单 orders this activity served
+                    rated = ended + timedelta(days=rng.randint(1, 5))
+                    order = f"{aid}-o{o}"
+                    events.append(
+                        Event("rating", rated, unit.unit_id, aid, order_id=order, rating=rng.randint(1, 5))
                     )
+                    if rng.random() < 0.2:  # restated: a new figure, or no longer counting
+                        again = rng.choice((None, rng.randint(1, 5)))
+                        events.append(
+                            Event(
+                                "rating",
+                                rated + timedelta(days=1),
+                                unit.unit_id,
+                                aid,
+                                order_id=order,
+                                rating=again,
+                            )
+                        )
             if rng.random() < 0.08:
                 at = datetime(year, month, 28, tzinfo=UTC)
                 findings = (
@@ -134,6 +174,9 @@ def generate_year(
     return unit_list, projects, events
 
 
+Stated = tuple[datetime, str]
+
+
 @dataclass
 class UnitState:
     unit: Unit
@@ -141,13 +184,38 @@ class UnitState:
     stated: dict[tuple[str, str], datetime] = field(default_factory=dict)  # (activity, part) -> time
     inspections: dict[str, Inspection] = field(default_factory=dict)
     scores: dict[str, Score] = field(default_factory=dict)
+    # What the service keeps beside the activity, applied to it when scored.
+    flagged: set[str] = field(default_factory=set)
+    reviews: dict[str, tuple[Stated, str]] = field(default_factory=dict)  # evidence -> latest verdict
+    complete: dict[str, tuple[datetime, tuple[str, ...]]] = field(default_factory=dict)
+    # activity -> order -> the latest statement of its rating
+    ratings: dict[str, dict[str, tuple[Stated, OrderRating | None]]] = field(
+        default_factory=lambda: defaultdict(dict)
+    )
+
+    def activity(self, a: Activity) -> Activity:
+        return replace(
+            a,
+            evidence=tuple(
+                replace(
+                    e,
+                    flagged=e.evidence_id in self.flagged,
+                    review=self.reviews[e.evidence_id][1] if e.evidence_id in self.reviews else None,
+                )
+                for e in a.evidence
+            ),
+            complete_with=self.complete[a.activity_id][1] if a.activity_id in self.complete else None,
+            ratings=tuple(
+                r for _, (_, r) in sorted(self.ratings.get(a.activity_id, {}).items()) if r is not None
+            ),
+        )
 
     def facts_of(self, projects: list[Project]):  # type: ignore[no-untyped-def]
-        completed = [a for a in self.activities.values() if a.ended_at]
+        completed = [self.activity(a) for a in self.activities.values() if a.ended_at]
         inspections = list(self.inspections.values())
 
         def of(month: str) -> MonthFacts:
-            return month_facts(self.unit, month, completed, inspections, (), projects)
+            return month_facts(self.unit, month, completed, inspections, projects)
 
         return of
 
@@ -161,7 +229,22 @@ def apply(state: UnitState, event: Event) -> set[str]:
         return {event.inspection.period}
     before = state.activities.get(event.activity_id) or Activity(event.activity_id, event.unit_id)
     after = before
-    if event.kind == "evidence":
+    if event.kind == "flag":
+        state.flagged.add(event.evidence_id)
+    elif event.kind == "review":
+        stated = (event.at, event.verdict)
+        if event.evidence_id not in state.reviews or state.reviews[event.evidence_id][0] < stated:
+            state.reviews[event.evidence_id] = (stated, event.verdict)
+    elif event.kind == "complete":
+        if event.activity_id not in state.complete or state.complete[event.activity_id][0] < event.at:
+            state.complete[event.activity_id] = (event.at, event.evidence_ids)
+    elif event.kind == "rating":
+        orders = state.ratings[event.activity_id]
+        stated = (event.at, str(event.rating))
+        if event.order_id not in orders or orders[event.order_id][0] < stated:
+            rating = OrderRating(event.order_id, event.rating, event.at) if event.rating else None
+            orders[event.order_id] = (stated, rating)
+    elif event.kind == "evidence":
         assert event.evidence
         if event.evidence not in before.evidence:
             after = replace(

@@ -77,13 +77,17 @@ async def handle_once(
             )
         except DuplicateKeyError:  # handled concurrently by another consumer
             return False
-        to_publish = await effect(session)
-        if to_publish:
-            await db.outbox.insert_many(
-                [_outbox_entry(item) for item in to_publish],
-                session=session,
-            )
+        await stage(db, await effect(session), session)
     return True
+
+
+async def stage(
+    db: AsyncDatabase[Document], outgoing: Sequence[Outgoing], session: AsyncClientSession
+) -> None:
+    """Put ``outgoing`` in the outbox, in the caller's transaction: published once it commits
+    (``Outbox.relay``), and never if it does not."""
+    if outgoing:
+        await db.outbox.insert_many([_outbox_entry(item) for item in outgoing], session=session)
 
 
 def _outbox_entry(item: Outgoing) -> Document:

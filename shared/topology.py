@@ -98,7 +98,11 @@ BINDINGS: list[tuple[RabbitQueue, RabbitExchange, tuple[str, ...]]] = [
             "wmsj.unit.registered.*",
             "wmsj.activity.*.*",
             "wmsj.evidence.stored.*",
+            "wmsj.evidence.complete.*",
+            "wmsj.evidence.flagged.*",
+            "wmsj.evidence.reviewed.*",
             "wmsj.projects.published.*",
+            "wmsj.order.rating-counted.*",
         ),
     ),
     # Evidence checks a submission against its activity and the activity's project, and

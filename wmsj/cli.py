@@ -233,7 +233,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     store = object_store(s3)
     for item in demo.uploads:
         upload(store, s3.upload_bucket, item.key, item.content, item.content_type)
-    print(f"\nuploaded {len(demo.uploads)} photos to s3://{s3.upload_bucket}/")
+    print(f"\nuploaded {len(demo.uploads)} photos and reports to s3://{s3.upload_bucket}/")
 
     async def publish() -> list[Any]:
         async with TownshipClient(CommonSettings().amqp_url) as township:

@@ -2,8 +2,9 @@
 
 Three townships of Lengshuijiang (冷水江市, division code 431381; the township codes below
 are illustrative), each with its practice institute (所), a station (站) or two and a
-volunteer squad (分队). Most units run activities and report photos; one does nothing this
-month, one reports an activity without evidence, so the score table has something to show.
+volunteer squad (分队). Most units run activities and report a photo and a written report;
+one does nothing this month, one reports an activity without evidence, so the score table
+has something to show.
 """
 
 from __future__ import annotations
@@ -190,6 +191,26 @@ def demo_month(year: int = 2020, month: int = 6, seed: int = 2020, run: str = "d
                         size=len(photo),
                         content_type="image/png",
                         caption=f"{unit.name}活动现场",
+                    ),
+                    code,
+                    ends + timedelta(hours=3),
+                )
+                # The written report the contract's default requirement asks for beside the
+                # photo: without it the evidence service never finds the evidence complete.
+                report = f"{unit.name}：{activity_id}活动总结，志愿者{volunteers}人参加。\n".encode()
+                report_key = f"{code}/{activity_id}/report.txt"
+                out.uploads.append(Upload(key=report_key, content=report, content_type="text/plain"))
+                event(
+                    EvidenceSubmittedEvent,
+                    EvidenceSubmitted(
+                        evidence_id=f"{activity_id}-R1",
+                        activity_id=activity_id,
+                        unit_id=unit.unit_id,
+                        object_key=report_key,
+                        sha256=hashlib.sha256(report).hexdigest(),
+                        size=len(report),
+                        content_type="text/plain",
+                        caption=f"{unit.name}活动总结",
                     ),
                     code,
                     ends + timedelta(hours=3),

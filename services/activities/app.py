@@ -6,14 +6,19 @@ Reads township and office submissions from ``activities.ingress`` and the unit t
 - the accepted key project list, schedules and completions (re-published, for supervision
   and evidence);
 - ``volunteer.hours-credited`` (for the registry's ledger) from check-in/out and approved 补录;
-- ``order.escalated`` and ``monthly-warning.issued`` (for the office) from its two timers.
+- ``order.escalated`` and ``monthly-warning.issued`` (for the office) from its two timers;
+- ``order.rating-counted`` (for supervision's 四单 item) whenever an order's counting rating
+  changes.
 
 Only the office publishes the key project list; a township publishes only about units in
 its own subtree (``check_scope``), learned from the broker-checked ``user_id``.
 
-Publications, cancellations, order statements and attendance are not re-published: no
-other service consumes them yet, and supervision's queue takes every ``wmsj.activity.*.*``
-type, so a type it does not know would only be refused there. Their effect is visible
+Publications, cancellations, the other order statements and attendance are not
+re-published: no other service consumes them yet, and supervision's queue takes every
+``wmsj.activity.*.*`` type, so a type it does not know would only be refused there. A rating
+is not re-published as the township's ``order.rated`` either: that carries neither the
+activity that served the order nor whether the rating counts, which only the whole order
+history says. Their effect is visible
 through this service's API and the events above.
 """
 
@@ -45,7 +50,7 @@ from services.activities.domain.lifecycle import (
     apply_scheduled,
 )
 from services.activities.domain.months import units_without_activity
-from services.activities.domain.orders import add_statement, due_escalation, view
+from services.activities.domain.orders import Order, add_statement, counted_rating, due_escalation, view
 from services.activities.domain.projects import RefusedList, apply_list
 from services.activities.domain.scope import units_named
 from services.activities.settings import ActivitiesSettings
@@ -83,6 +88,8 @@ from shared.events.activities import (
     OrderEscalatedEvent,
     OrderPlacedEvent,
     OrderRatedEvent,
+    OrderRatingCounted,
+    OrderRatingCountedEvent,
     VolunteerCheckedInEvent,
     VolunteerCheckedOutEvent,
     VolunteerSignedUpEvent,
@@ -110,6 +117,7 @@ service.documents_publishing(
     ActivityCompletedEvent,
     HoursCreditedEvent,
     OrderEscalatedEvent,
+    OrderRatingCountedEvent,
     MonthlyWarningEvent,
     EventRejectedEvent,
 )
@@ -277,18 +285,53 @@ def _order(event: OrderPlacedEvent | OrderDispatchedEvent | OrderAnsweredEvent |
 
     async def effect(session: AsyncClientSession) -> list[CloudEvent[Any]]:
         order_id = event.data.order_id
+        current = await orders.get(order_id, session)
         updated = add_statement(
-            await orders.get(order_id, session),
+            current,
             order_id,
             kinds[type(event)],  # type: ignore[arg-type]
             event.data,
             event.time,
         )
-        if updated is not None:
-            await orders.put(updated, view(updated, ACCEPT_WITHIN), session)
-        return []
+        if updated is None:
+            return []
+        await orders.put(updated, view(updated, ACCEPT_WITHIN), session)
+        return rating_changes(event, current, updated)
 
     return effect
+
+
+def rating_changes(cause: CloudEvent[Any], before: Order | None, after: Order) -> list[CloudEvent[Any]]:
+    """Announce the order's counting rating when a statement changed it (any statement may:
+    a rating held until its order's acceptance arrives counts once that arrives)."""
+    was, now = counted_rating(before, ACCEPT_WITHIN), counted_rating(after, ACCEPT_WITHIN)
+    if was == now:
+        return []
+    changed = []
+    if was is not None and (now is None or now.activity_id != was.activity_id):
+        # The activity it was counted for no longer has it.
+        changed.append(
+            OrderRatingCounted(
+                order_id=after.order_id, activity_id=was.activity_id, rating=None, rated_at=None
+            )
+        )
+    if now is not None:
+        changed.append(
+            OrderRatingCounted(
+                order_id=after.order_id, activity_id=now.activity_id, rating=now.rating, rated_at=now.rated_at
+            )
+        )
+    return [
+        OrderRatingCountedEvent(
+            id=derived_id(cause.key, f"rating-counted:{data.model_dump_json()}"),
+            source=service.bus.source,
+            # Worked out now, from every statement known: later than any earlier figure.
+            time=max(cause.time, datetime.now(UTC)),
+            subject=after.order_id,
+            data=data,
+        )
+        for data in changed
+    ]
 
 
 def _attendance(

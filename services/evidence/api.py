@@ -16,7 +16,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi.middleware.cors import CORSMiddleware
 from pydantic import BaseModel, Field
 from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -40,6 +41,19 @@ class UploadRequest(BaseModel):
 
 def _prefix(caller: Caller) -> str:
     return caller.township_id if caller.township_id else "office"
+
+
+def allow_dashboard(app: FastAPI, settings: EvidenceSettings) -> None:
+    """Let the supervision dashboard's page read view links from the browser (CORS). Only
+    GETs, only its origins; the office's key still decides (a township's key gets 403)."""
+    origins = [o.strip() for o in settings.dashboard_origins.split(",") if o.strip()]
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET"],
+            allow_headers=["Authorization", "X-API-Key"],
+        )
 
 
 def router(evidence: EvidenceStore, objects: ObjectStore, settings: EvidenceSettings) -> APIRouter:

@@ -66,6 +66,8 @@ from shared.events.evidence import (
     EvidenceFlagged,
     EvidenceFlaggedEvent,
     EvidenceReviewedEvent,
+    EvidenceStoredV2,
+    EvidenceStoredV2Event,
 )
 from shared.identity import Publisher, owning_township, publisher_of
 from shared.messaging import InvalidEvent, retry_transient, wait_until_known
@@ -81,6 +83,7 @@ service.on_start += [evidence.ensure_indexes, objects.ensure_buckets]
 service.readiness.append(objects.ping)
 service.documents_publishing(
     EvidenceStoredEvent,
+    EvidenceStoredV2Event,
     EvidenceFlaggedEvent,
     EvidenceCompleteEvent,
     EvidenceReviewedEvent,
@@ -204,23 +207,33 @@ async def on_evidence_submitted(event: EvidenceSubmittedEvent) -> None:
             },
             session,
         )
+        kept = EvidenceStored(
+            evidence_id=data.evidence_id,
+            activity_id=data.activity_id,
+            unit_id=data.unit_id,
+            object_key=key,
+            sha256=data.sha256,
+            size=data.size,
+            content_type=data.content_type,
+            stored_at=stored_at,
+        )
+        # v2 adds the township's report time (for timeliness); v1 goes on beside it for
+        # consumers built on it.
         published: list[CloudEvent] = [
             EvidenceStoredEvent(
                 id=derived_id(event.key, "stored"),
                 source=service.bus.source,
                 time=stored_at,
                 subject=data.evidence_id,
-                data=EvidenceStored(
-                    evidence_id=data.evidence_id,
-                    activity_id=data.activity_id,
-                    unit_id=data.unit_id,
-                    object_key=key,
-                    sha256=data.sha256,
-                    size=data.size,
-                    content_type=data.content_type,
-                    stored_at=stored_at,
-                ),
-            )
+                data=kept,
+            ),
+            EvidenceStoredV2Event(
+                id=derived_id(event.key, "stored-v2"),
+                source=service.bus.source,
+                time=stored_at,
+                subject=data.evidence_id,
+                data=EvidenceStoredV2(**kept.model_dump(), reported_at=event.time),
+            ),
         ]
         for n, flag in enumerate(flags):
             published.append(
@@ -405,6 +418,7 @@ async def reassess(
 def create_app() -> FastAPI:
     def routes(app: FastAPI) -> None:
         app.include_router(api.router(evidence, objects, settings))
+        api.allow_dashboard(app, settings)
 
     return service.http_app("wmsj evidence", routes)
 

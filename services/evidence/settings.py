@@ -16,3 +16,6 @@ class EvidenceSettings(CommonSettings):
     unknown_unit_wait_s: float = 30.0
     # How long a view link (presigned GET) or an upload policy (presigned POST) is valid.
     link_expiry_s: int = 15 * 60
+    # Web pages allowed to call this API from a browser (CORS), comma-separated: the
+    # supervision dashboard, which shows the evidence photos of a unit's activities.
+    dashboard_origins: str = "http://127.0.0.1:8004,http://localhost:8004"

@@ -57,8 +57,16 @@ def mount(
     rules: RuleSet,
     record_inspection: Callable[[InspectionRecordedEvent], Awaitable[bool]],
     recompute_all: Callable[[], Awaitable[int]],
+    evidence_url: str = "",
 ) -> None:
     app.include_router(router(facts, scores, rules, record_inspection, recompute_all))
+
+    @app.get("/dashboard/config.json", tags=["dashboard"])
+    async def dashboard_config() -> dict[str, Any]:
+        """What the dashboard page needs besides this API: where the evidence service's API
+        is, to show the evidence photos (view links, asked for with the office's key)."""
+        return {"evidence_url": evidence_url.rstrip("/")}
+
     app.mount("/dashboard", StaticFiles(directory=DASHBOARD, html=True), name="dashboard")
 
     @app.get("/", include_in_schema=False)

@@ -1,9 +1,12 @@
 """Supervision service: scores every unit's volunteer-service record for the city office.
 
-Consumes the accepted facts on ``wmsj.events`` (units, activities, stored evidence, the key
-project list) and the office's inspections on its ingress queue, keeps what scoring needs,
+Consumes the accepted facts on ``wmsj.events`` (units, activities, stored evidence with its
+fraud flags, the office's reviews and whether it is complete, 四单 ratings, the key project
+list) and the office's inspections on its ingress queue, keeps what scoring needs,
 recomputes the scores each fact touches with the loaded rule set, and publishes
-``score updated`` whenever a month's score changes.
+``score updated`` whenever a score changes: ``.v2`` for every month, quarter and year, and
+``.v1`` (months only, the first contract) beside it for the office systems built on it. A
+full recompute (new rules, replay) announces the scores it changed the same way.
 """
 
 from __future__ import annotations
@@ -18,7 +21,15 @@ from pydantic import Field
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from services.supervision import api
-from services.supervision.domain import RuleSet, granularity_of, month_facts, months_of, rescore, score_year
+from services.supervision.domain import (
+    RuleSet,
+    Score,
+    granularity_of,
+    month_facts,
+    months_of,
+    rescore,
+    score_year,
+)
 from services.supervision.settings import RULES_DIR, SupervisionSettings
 from services.supervision.store import FactStore, ScoreStore
 from shared.events import (
@@ -34,9 +45,16 @@ from shared.events import (
     period_of,
     statement,
 )
-from shared.events.activities import ProjectListPublishedEvent
-from shared.events.supervision import InspectionRecordedEvent
-from shared.messaging import InvalidEvent
+from shared.events.activities import OrderRatingCountedEvent, ProjectListPublishedEvent
+from shared.events.evidence import (
+    EvidenceCompleteEvent,
+    EvidenceFlaggedEvent,
+    EvidenceReviewedEvent,
+    EvidenceStoredV2Event,
+)
+from shared.events.supervision import InspectionRecordedEvent, ScoreUpdatedV2, ScoreUpdatedV2Event
+from shared.messaging import InvalidEvent, retry_transient
+from shared.mongo import stage
 from shared.service import Service
 from shared.topology import SUPERVISION_EVENTS, SUPERVISION_INGRESS
 
@@ -45,7 +63,7 @@ service = Service("supervision", settings)
 rules = RuleSet.parse(settings.rules, (RULES_DIR / f"{settings.rules}.toml").read_text(encoding="utf-8"))
 facts = FactStore(service.db)
 scores = ScoreStore(service.db)
-service.documents_publishing(ScoreUpdatedEvent)
+service.documents_publishing(ScoreUpdatedEvent, ScoreUpdatedV2Event)
 log = logging.getLogger("wmsj.supervision")
 
 FactEvent = Annotated[
@@ -53,6 +71,11 @@ FactEvent = Annotated[
     | ActivityScheduledEvent
     | ActivityCompletedEvent
     | EvidenceStoredEvent
+    | EvidenceStoredV2Event
+    | EvidenceFlaggedEvent
+    | EvidenceReviewedEvent
+    | EvidenceCompleteEvent
+    | OrderRatingCountedEvent
     | ProjectListPublishedEvent,
     Field(discriminator="type"),
 ]
@@ -65,11 +88,17 @@ Touched = dict[str, set[str]]  # unit -> months whose scores a fact may change
     ActivityScheduledEvent,
     ActivityCompletedEvent,
     EvidenceStoredEvent,
+    EvidenceStoredV2Event,
+    EvidenceFlaggedEvent,
+    EvidenceReviewedEvent,
+    EvidenceCompleteEvent,
+    OrderRatingCountedEvent,
     ProjectListPublishedEvent,
     title="supervision.events:facts",
 )
 async def on_fact(event: FactEvent) -> None:
-    """An accepted fact about a unit, an activity, its evidence, or the key project list."""
+    """An accepted fact about a unit, an activity, its evidence, its 四单 ratings, or the key
+    project list."""
 
     async def effect(session: AsyncClientSession) -> list[CloudEvent]:
         touched = await record_fact(event, session)
@@ -153,16 +182,56 @@ async def record_fact(event: CloudEvent, session: AsyncClientSession) -> Touched
             for unit_id in await scores.units_in_year(str(data.year), session):
                 touched[unit_id] |= set(months_of(str(data.year)))
         return touched
-    if isinstance(event, EvidenceStoredEvent):
+    if isinstance(event, EvidenceReviewedEvent):
+        # The review names only the evidence: its index entry says which activity holds it.
+        review = {"evidence_id": data.evidence_id, "verdict": data.verdict}
+        stated = statement(event.time, data)
+        entry = await facts.indexed(data.evidence_id, session) or {}
+        kept = entry.get("review")
+        if kept and (kept["stated_at"], kept["stated"]) >= stated:
+            return touched
+        await facts.index_evidence(
+            data.evidence_id, {"review": {**review, "stated_at": stated[0], "stated": stated[1]}}, session
+        )
+        if not entry.get("activity_id"):
+            return touched  # the evidence is not known yet: it takes the review along when it is
+        activity_id = entry["activity_id"]
+        before = await facts.activity(activity_id, session)
+        await facts.put_statement(activity_id, None, "reviews", "evidence_id", review, stated, session)
+        return touched_by(before, await facts.activity(activity_id, session))
+    before = await facts.activity(data.activity_id, session)
+    if isinstance(event, EvidenceStoredEvent | EvidenceStoredV2Event):
         # Evidence counts for the month its activity was completed in (kept on the activity).
+        # The evidence service announces it twice, v1 and v2 (with the report time): one
+        # entry, merged.
         evidence = {
             "evidence_id": data.evidence_id,
             "stored_at": data.stored_at,
             "content_type": data.content_type,
         }
+        if isinstance(event, EvidenceStoredV2Event):
+            evidence["reported_at"] = event.data.reported_at
         await facts.add_evidence(data.activity_id, data.unit_id, evidence, session)
-    before = await facts.activity(data.activity_id, session)
-    if isinstance(event, ActivityScheduledEvent):
+        indexed = await facts.index_evidence(data.evidence_id, {"activity_id": data.activity_id}, session)
+        if indexed and indexed.get("review"):  # reviewed before it was known here
+            kept = indexed["review"]
+            review = {"evidence_id": data.evidence_id, "verdict": kept["verdict"]}
+            stated = (kept["stated_at"], kept["stated"])
+            await facts.put_statement(
+                data.activity_id, data.unit_id, "reviews", "evidence_id", review, stated, session
+            )
+    elif isinstance(event, EvidenceFlaggedEvent):
+        await facts.flag_evidence(data.activity_id, data.unit_id, data.evidence_id, session)
+    elif isinstance(event, EvidenceCompleteEvent):
+        await facts.put_complete(
+            data.activity_id, data.unit_id, list(data.evidence_ids), statement(event.time, data), session
+        )
+    elif isinstance(event, OrderRatingCountedEvent):
+        rating = {"order_id": data.order_id, "rating": data.rating, "rated_at": data.rated_at}
+        await facts.put_statement(
+            data.activity_id, None, "ratings", "order_id", rating, statement(event.time, data), session
+        )
+    elif isinstance(event, ActivityScheduledEvent):
         await facts.put_activity_part(
             data.activity_id,
             data.unit_id,
@@ -179,9 +248,15 @@ async def record_fact(event: CloudEvent, session: AsyncClientSession) -> Touched
         await facts.put_activity_part(
             data.activity_id, data.unit_id, "completion", completion, statement(event.time, data), session
         )
-    after = await facts.activity(data.activity_id, session)
-    for doc in (before, after):  # a corrected report may move the activity to another month
-        if doc and doc.get("completion"):
+    return touched_by(before, await facts.activity(data.activity_id, session))
+
+
+def touched_by(before: dict | None, after: dict | None) -> Touched:  # type: ignore[type-arg]
+    """The months of a completed activity, before and after a fact about it: a corrected
+    report may move the activity to another month."""
+    touched: Touched = defaultdict(set)
+    for doc in (before, after):
+        if doc and doc.get("completion") and doc.get("unit_id"):
             touched[doc["unit_id"]].add(doc["completion"]["period"])
     return touched
 
@@ -197,14 +272,13 @@ async def rescore_touched(
             by_year[month[:4]].add(month)
         for year in sorted(by_year):
             for score in await rescore_unit_year(unit_id, year, by_year[year], now, session):
-                if granularity_of(score.period) == "month":
-                    updates.append(score_updated(cause, score, now))
+                updates += score_updates(cause.key, score, now)
     return updates
 
 
 async def rescore_unit_year(
     unit_id: str, year: str, months: set[str] | None, now: datetime, session: AsyncClientSession
-) -> list:  # type: ignore[type-arg]
+) -> list[Score]:
     """Rescore the months given (None: the whole year) and their quarters and the year;
     keep them and return those that changed."""
     await scores.touch_year(unit_id, year, session)  # serialises rescoring of the unit's year
@@ -213,11 +287,10 @@ async def rescore_unit_year(
     unit = await facts.unit(unit_id, session)
     activities = await facts.completed_in(unit_id, every_month, session)
     inspections = await facts.inspections_in(unit_id, every_month, session)
-    ratings = await facts.ratings_in(unit_id, every_month, session)
     projects = await facts.projects_of(int(year), session)
 
     def facts_of(month: str):  # type: ignore[no-untyped-def]
-        return month_facts(unit, month, activities, inspections, ratings, projects)
+        return month_facts(unit, month, activities, inspections, projects)
 
     if months is None:
         new = score_year(year, facts_of, rules)
@@ -230,34 +303,78 @@ async def rescore_unit_year(
     return changed
 
 
-def score_updated(cause: CloudEvent, score, now: datetime) -> ScoreUpdatedEvent:  # type: ignore[no-untyped-def]
-    return ScoreUpdatedEvent(
-        id=derived_id(cause.key, f"score:{score.unit_id}:{score.period}:{score.rules_version}"),
-        source=service.bus.source,
-        time=now,
-        subject=score.unit_id,
-        data=ScoreUpdated(
-            unit_id=score.unit_id,
-            period=score.period,
-            score=score.score,
-            max_score=score.max_score,
-            rules_version=score.rules_version,
-            breakdown=list(score.breakdown),
-        ),
-    )
+def score_updates(cause_key: str, score: Score, now: datetime) -> list[CloudEvent]:
+    """What announces a changed score: v2 for any period; v1 too for a month, so the office
+    systems built on the first contract keep receiving what they did."""
+    what = f"score:{score.unit_id}:{score.period}:{score.rules_version}"
+    kind = granularity_of(score.period)
+    out: list[CloudEvent] = [
+        ScoreUpdatedV2Event(
+            id=derived_id(cause_key, f"{what}:v2"),
+            source=service.bus.source,
+            time=now,
+            subject=score.unit_id,
+            data=ScoreUpdatedV2(
+                unit_id=score.unit_id,
+                period=score.period,
+                period_kind=kind,
+                score=score.score,
+                max_score=score.max_score,
+                bonus=score.bonus,
+                vetoed=score.vetoed,
+                rules_version=score.rules_version,
+                breakdown=list(score.breakdown),
+            ),
+        )
+    ]
+    if kind == "month":
+        out.append(
+            ScoreUpdatedEvent(
+                id=derived_id(cause_key, what),
+                source=service.bus.source,
+                time=now,
+                subject=score.unit_id,
+                data=ScoreUpdated(
+                    unit_id=score.unit_id,
+                    period=score.period,
+                    score=score.score,
+                    max_score=score.max_score,
+                    rules_version=score.rules_version,
+                    breakdown=list(score.breakdown),
+                ),
+            )
+        )
+    return out
 
 
 async def recompute_all() -> int:
     """Recompute every unit's every year from the facts with the loaded rules (replaying
-    history, or after the rules changed). Returns how many scores changed. Changes found
-    here are not announced on the bus."""
+    history, or after the rules changed). Returns how many scores changed; each is
+    announced on the bus like any other change."""
     return sum([await recompute(unit_id, year) for unit_id, year in sorted(await facts.unit_year_ids())])
 
 
 async def recompute(unit_id: str, year: str) -> int:
-    """Recompute one unit's year in a transaction of its own; how many scores changed."""
-    async with service.mongo.start_session() as session, await session.start_transaction():
-        return len(await rescore_unit_year(unit_id, year, None, datetime.now(UTC), session))
+    """Recompute one unit's year in a transaction of its own, with the announcements of
+    the scores it changed; how many changed."""
+
+    async def attempt() -> int:
+        async with service.mongo.start_session() as session, await session.start_transaction():
+            now = datetime.now(UTC)
+            revision = await scores.touch_year(unit_id, year, session)
+            changed = await rescore_unit_year(unit_id, year, None, now, session)
+            # Named after this rescoring of the unit's year (its revision), so a later
+            # recompute that changes the same score again is a new announcement.
+            cause = f"recompute|{unit_id}|{year}|{revision}"
+            await stage(service.db, [e for s in changed for e in score_updates(cause, s, now)], session)
+            return len(changed)
+
+    changed = await retry_transient(
+        attempt, what=f"recomputing {unit_id} {year}", max_delay=settings.retry_max_delay_s
+    )
+    if changed:
+        service.outbox.wake()
+    return changed
 
 
 async def recompute_if_rules_changed() -> None:
@@ -272,7 +389,7 @@ service.on_start += [facts.ensure_indexes, scores.ensure_indexes, recompute_if_r
 
 def create_app() -> FastAPI:
     def routes(app: FastAPI) -> None:
-        api.mount(app, facts, scores, rules, record_inspection, recompute_all)
+        api.mount(app, facts, scores, rules, record_inspection, recompute_all, settings.evidence_url)
 
     return service.http_app("wmsj supervision", routes)
 

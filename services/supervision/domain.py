@@ -43,7 +43,7 @@ MEASURES = (
     "evidence_late",
     "volunteers",
     "service_hours",
-    "four_lists_grade",
+    "four_lists_rating",
     "findings",
     "veto_findings",
     "assessment",
@@ -106,6 +106,27 @@ class Evidence:
     evidence_id: str
     stored_at: datetime
     content_type: str = ""
+    reported_at: datetime | None = None  # the township's report time, when the event carries it
+    flagged: bool = False  # a fraud signal: counts only once the office accepts it
+    review: str | None = None  # the office's latest verdict: "accepted" or "rejected"
+
+    @property
+    def counts(self) -> bool:
+        return self.review == "accepted" or (self.review is None and not self.flagged)
+
+    @property
+    def reported(self) -> datetime:
+        """When the unit reported it: the township's time if known, else when it was stored."""
+        return self.reported_at or self.stored_at
+
+
+@dataclass(frozen=True)
+class OrderRating:
+    """A 四单 rating (1-5 stars) that counts, of an order this activity served."""
+
+    order_id: str
+    rating: int
+    rated_at: datetime
 
 
 @dataclass(frozen=True)
@@ -119,6 +140,10 @@ class Activity:
     volunteers: int = 0
     service_hours: float = 0.0
     evidence: tuple[Evidence, ...] = ()
+    # The evidence ids the evidence service counted when it announced the activity's evidence
+    # complete against its project's rule; None while it has not.
+    complete_with: tuple[str, ...] | None = None
+    ratings: tuple[OrderRating, ...] = ()
 
     @cached_property
     def month(self) -> str | None:
@@ -168,18 +193,6 @@ class Inspection:
 
 
 @dataclass(frozen=True)
-class Rating:
-    """A 四单 rating of a unit's month (grade A/B/C/C#). Waits for the activities service's
-    rating event; the rule item already reads it."""
-
-    rating_id: str
-    unit_id: str
-    period: str
-    grade: str
-    rated_at: datetime
-
-
-@dataclass(frozen=True)
 class MonthFacts:
     """Everything a unit's month (or, for a quarter's or year's own items, that period) is
     scored on."""
@@ -188,7 +201,6 @@ class MonthFacts:
     month: str  # the period
     activities: tuple[Activity, ...] = ()  # completed in the month
     inspections: tuple[Inspection, ...] = ()
-    ratings: tuple[Rating, ...] = ()
     projects: tuple[Project, ...] = ()  # the year's key project list
 
 
@@ -331,6 +343,16 @@ def _requirement(activity: Activity, facts: MonthFacts, rules: RuleSet) -> tuple
     return 1, rules.late_after_days
 
 
+def _complete_with(activity: Activity) -> tuple[str, ...] | None:
+    """The evidence the evidence service counted when it found the activity's evidence
+    complete — unless the office has since rejected a piece of it: then the activity is
+    incomplete until the evidence service announces it complete again."""
+    if activity.complete_with is None:
+        return None
+    rejected = {e.evidence_id for e in activity.evidence if e.review == "rejected"}
+    return None if rejected & set(activity.complete_with) else activity.complete_with
+
+
 def measure(name: str, item: Item, facts: MonthFacts, rules: RuleSet) -> Measure:
     acts = sorted(facts.activities, key=lambda a: a.activity_id)
     ids = tuple(a.activity_id for a in acts)
@@ -346,10 +368,11 @@ def measure(name: str, item: Item, facts: MonthFacts, rules: RuleSet) -> Measure
             len(done) / len(due), used, f"{len(done)} of {len(due)} key projects due in {facts.month} done"
         )
     if name == "evidence_complete":
-        complete = [a for a in acts if len(a.evidence) >= _requirement(a, facts, rules)[0]]
+        counted = {a.activity_id: _complete_with(a) for a in acts}
+        complete = [a for a in acts if counted[a.activity_id] is not None]
         share = len(complete) / len(acts) if acts else 0.0
         used = tuple(a.activity_id for a in complete) + tuple(
-            e.evidence_id for a in complete for e in sorted(a.evidence, key=lambda e: e.evidence_id)
+            e for a in complete for e in sorted(counted[a.activity_id] or ())
         )
         return Measure(
             share, used, f"{len(complete)} of {len(acts)} completed activities have their evidence"
@@ -358,7 +381,7 @@ def measure(name: str, item: Item, facts: MonthFacts, rules: RuleSet) -> Measure
         late = []
         for a in acts:
             photos, days = _requirement(a, facts, rules)
-            stored = sorted(e.stored_at for e in a.evidence)
+            stored = sorted(e.reported for e in a.evidence if e.counts)
             need = max(photos, 1)
             # Evidence not (yet) reported counts as late: otherwise a unit that reports nothing
             # would keep every timeliness point. The deduction goes once it arrives in time.
@@ -371,12 +394,14 @@ def measure(name: str, item: Item, facts: MonthFacts, rules: RuleSet) -> Measure
     if name == "service_hours":
         hours = round(sum(a.service_hours for a in acts), 1)
         return Measure(hours, ids, f"{hours} service hours")
-    if name == "four_lists_grade":
-        ratings = sorted(facts.ratings, key=lambda r: (r.rated_at, r.rating_id))
+    if name == "four_lists_rating":
+        ratings = sorted((r for a in acts for r in a.ratings), key=lambda r: r.order_id)
         if not ratings:
-            return Measure(None, (), "no 四单 rating")
-        last = ratings[-1]
-        return Measure(last.grade, (last.rating_id,), f"四单 rated {last.grade}")
+            return Measure(None, (), "no rated 四单 order")
+        mean = round(sum(r.rating for r in ratings) / len(ratings), 2)
+        return Measure(
+            mean, tuple(r.order_id for r in ratings), f"{len(ratings)} rated orders, mean {mean:g} of 5"
+        )
     if name in ("findings", "veto_findings"):
         found = [
             (i.inspection_id, f)
@@ -520,7 +545,6 @@ def month_facts(
     period: str,
     activities: Iterable[Activity],
     inspections: Iterable[Inspection] = (),
-    ratings: Iterable[Rating] = (),
     projects: Iterable[Project] = (),
 ) -> MonthFacts:
     """The facts of a period (a month, or a quarter or year for their own items)."""
@@ -532,7 +556,6 @@ def month_facts(
         inspections=tuple(
             sorted((i for i in inspections if i.period in months), key=lambda i: i.inspection_id)
         ),
-        ratings=tuple(sorted((r for r in ratings if r.period in months), key=lambda r: r.rating_id)),
         projects=tuple(projects),
     )
 

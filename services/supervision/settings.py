@@ -9,3 +9,7 @@ class SupervisionSettings(CommonSettings):
     http_port: int = 8004
     # The rule set scores are made with: services/supervision/rules/<name>.toml.
     rules: str = "notice-2026"
+    # The evidence service's HTTP API as the office's browser reaches it: the dashboard asks
+    # it for view links of the evidence photos (with the office's key) straight from the
+    # page, so supervision itself never calls another service. Empty: photos are not shown.
+    evidence_url: str = "http://127.0.0.1:8003"

@@ -6,6 +6,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+from pymongo import ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -15,8 +16,8 @@ from services.supervision.domain import (
     Finding,
     Inspection,
     ItemResult,
+    OrderRating,
     Project,
-    Rating,
     Score,
     Unit,
 )
@@ -31,8 +32,8 @@ def _order(doc: Document) -> Statement:
 
 
 class FactStore:
-    """Units, activities (plan, completion, evidence), the key project list, inspections and
-    ratings, as far as scoring needs them.
+    """Units, activities (plan, completion, evidence with its flags and reviews, whether it is
+    complete, 四单 ratings), the key project list and inspections, as far as scoring needs them.
 
     Each fact keeps the time of the event that stated it; a fact stated earlier never
     overwrites one stated later, so arrival order does not matter.
@@ -42,7 +43,9 @@ class FactStore:
     write the same document, so that one transaction conflicts and retries and sees the
     other. Apart, each would miss the other and the score would be stale (write skew).
     Across activities of one unit the same holds through the scores: every rescoring writes
-    the unit's year score document (see ``ScoreStore.put``).
+    the unit's year score document (see ``ScoreStore.put``). The office's review names only
+    the evidence, so ``evidence_index`` maps evidence to its activity: a review and its
+    evidence both write that entry, so whichever is handled second sees the other.
     """
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
@@ -50,12 +53,11 @@ class FactStore:
         self.activities = db.activities
         self.projects = db.projects
         self.inspections = db.inspections
-        self.ratings = db.ratings
+        self.evidence_index = db.evidence_index
 
     async def ensure_indexes(self) -> None:
         await self.activities.create_index([("unit_id", 1), ("completion.period", 1)])
         await self.inspections.create_index([("unit_id", 1), ("period", 1)])
-        await self.ratings.create_index([("unit_id", 1), ("period", 1)])
 
     # ---------------------------------------------------------------- units
 
@@ -104,11 +106,86 @@ class FactStore:
     async def add_evidence(
         self, activity_id: str, unit_id: str, evidence: dict[str, Any], session: Session
     ) -> None:
+        """Keep the evidence on its activity, merged with what is kept of it already (the
+        same evidence is announced as v1 and as v2, which adds its report time)."""
+        current = await self.activity(activity_id, session) or {}
+        kept = {e["evidence_id"]: e for e in current.get("evidence", [])}
+        kept[evidence["evidence_id"]] = {**kept.get(evidence["evidence_id"], {}), **evidence}
         await self.activities.update_one(
             {"_id": activity_id},
-            {"$addToSet": {"evidence": evidence}, "$setOnInsert": {"unit_id": unit_id}},
+            {
+                "$set": {"evidence": sorted(kept.values(), key=lambda e: e["evidence_id"])},
+                "$setOnInsert": {"unit_id": unit_id},
+            },
             upsert=True,
             session=session,
+        )
+
+    async def flag_evidence(self, activity_id: str, unit_id: str, evidence_id: str, session: Session) -> None:
+        await self.activities.update_one(
+            {"_id": activity_id},
+            {"$addToSet": {"flagged": evidence_id}, "$setOnInsert": {"unit_id": unit_id}},
+            upsert=True,
+            session=session,
+        )
+
+    async def put_statement(
+        self,
+        activity_id: str,
+        unit_id: str | None,
+        field: str,
+        key: str,
+        value: dict[str, Any],
+        stated: Statement,
+        session: Session,
+    ) -> bool:
+        """Keep ``value`` in the activity's list ``field`` (reviews, ratings) under ``key``
+        (``value[key]`` identifies it), unless a later statement of it is kept."""
+        current = await self.activity(activity_id, session) or {}
+        kept = [v for v in current.get(field, []) if v[key] != value[key]]
+        before = [v for v in current.get(field, []) if v[key] == value[key]]
+        if before and _order(before[0]) >= stated:
+            return False
+        kept.append({**value, "stated_at": stated[0], "stated": stated[1]})
+        update: Document = {"$set": {field: sorted(kept, key=lambda v: v[key])}}
+        if unit_id:
+            update["$setOnInsert"] = {"unit_id": unit_id}
+        await self.activities.update_one({"_id": activity_id}, update, upsert=True, session=session)
+        return True
+
+    async def put_complete(
+        self, activity_id: str, unit_id: str, evidence_ids: list[str], stated: Statement, session: Session
+    ) -> bool:
+        """The evidence service's latest word that the activity's evidence is complete."""
+        current = await self.activity(activity_id, session)
+        if current and current.get("evidence_complete") and _order(current["evidence_complete"]) >= stated:
+            return False
+        await self.activities.update_one(
+            {"_id": activity_id},
+            {
+                "$set": {
+                    "evidence_complete": {
+                        "evidence_ids": evidence_ids,
+                        "stated_at": stated[0],
+                        "stated": stated[1],
+                    }
+                },
+                "$setOnInsert": {"unit_id": unit_id},
+            },
+            upsert=True,
+            session=session,
+        )
+        return True
+
+    async def indexed(self, evidence_id: str, session: Session) -> Document | None:
+        return await self.evidence_index.find_one({"_id": evidence_id}, session=session)
+
+    async def index_evidence(
+        self, evidence_id: str, fields: dict[str, Any], session: Session
+    ) -> Document | None:
+        """Set ``fields`` on the evidence's index entry; returns the entry as it was."""
+        return await self.evidence_index.find_one_and_update(
+            {"_id": evidence_id}, {"$set": fields}, upsert=True, session=session
         )
 
     async def completed_in(
@@ -185,14 +262,6 @@ class FactStore:
         ).to_list(None)
         return [to_inspection(d) for d in docs]
 
-    async def ratings_in(
-        self, unit_id: str, months: list[str], session: Session | None = None
-    ) -> list[Rating]:
-        docs = await self.ratings.find(
-            {"unit_id": unit_id, "period": {"$in": months}}, session=session
-        ).to_list(None)
-        return [Rating(d["_id"], d["unit_id"], d["period"], d["grade"], d["rated_at"]) for d in docs]
-
     async def unit_year_ids(self) -> set[tuple[str, str]]:
         """Every (unit, year) with a fact: what a full recompute covers."""
         found = {(u["_id"], y) for u in await self.all_units() for y in await self.years_of(u["_id"])}
@@ -207,6 +276,9 @@ def _unit(doc: Document) -> Unit:
 
 def to_activity(doc: Document) -> Activity:
     completion = doc.get("completion") or {}
+    flagged = set(doc.get("flagged", []))
+    reviews = {r["evidence_id"]: r["verdict"] for r in doc.get("reviews", [])}
+    complete = doc.get("evidence_complete")
     return Activity(
         activity_id=doc["_id"],
         unit_id=doc["unit_id"],
@@ -217,11 +289,24 @@ def to_activity(doc: Document) -> Activity:
         evidence=tuple(
             sorted(
                 (
-                    Evidence(e["evidence_id"], e["stored_at"], e.get("content_type", ""))
+                    Evidence(
+                        e["evidence_id"],
+                        e["stored_at"],
+                        e.get("content_type", ""),
+                        e.get("reported_at"),
+                        e["evidence_id"] in flagged,
+                        reviews.get(e["evidence_id"]),
+                    )
                     for e in doc.get("evidence", [])
                 ),
                 key=lambda e: e.evidence_id,
             )
+        ),
+        complete_with=tuple(complete["evidence_ids"]) if complete else None,
+        ratings=tuple(
+            OrderRating(r["order_id"], r["rating"], r["rated_at"])
+            for r in doc.get("ratings", [])
+            if r.get("rating") is not None
         ),
     )
 
@@ -264,15 +349,19 @@ class ScoreStore:
     async def units_in_year(self, year: str, session: Session | None = None) -> list[str]:
         return sorted(await self.scores.distinct("unit_id", {"period": year}, session=session))
 
-    async def touch_year(self, unit_id: str, year: str, session: Session) -> None:
+    async def touch_year(self, unit_id: str, year: str, session: Session) -> int:
         """Write the unit's year document whatever changed: two transactions rescoring the
-        same unit's year then always conflict, and the one retried sees the other's facts."""
-        await self.scores.update_one(
+        same unit's year then always conflict, and the one retried sees the other's facts.
+        Returns the document's new revision."""
+        doc = await self.scores.find_one_and_update(
             {"_id": f"{unit_id}|{year}"},
             {"$inc": {"revision": 1}, "$setOnInsert": {"unit_id": unit_id, "period": year, "year": year}},
             upsert=True,
+            return_document=ReturnDocument.AFTER,
             session=session,
         )
+        assert doc is not None  # upserted
+        return int(doc["revision"])
 
     async def put(self, score: Score, before: Score | None, updated_at: datetime, session: Session) -> bool:
         """Keep ``score``; True if it differs from the one kept before."""

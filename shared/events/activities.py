@@ -249,6 +249,28 @@ class OrderRatedEvent(CloudEvent[OrderRated]):
     PUBLISHED_BY = "township"
 
 
+class OrderRatingCounted(Data):
+    """The rating that counts for an order, as the activities service's 四单 rules see it:
+    the requester's latest rating of an order that a team accepted and serves with
+    ``activity_id``. Restated whenever that changes; ``rating`` None means the order's rating
+    no longer counts (a statement that arrived late showed it was not the requester's, or
+    not of the accepted order). The township's ``order.rated`` carries neither the activity
+    nor whether it counts: only the whole order history says that."""
+
+    order_id: Id
+    activity_id: Id = Field(description="The activity that served the order: its unit and month are rated.")
+    rating: int | None = Field(ge=1, le=5, description="1-5 stars; None: no rating counts any more.")
+    rated_at: AwareDatetime | None = Field(
+        description="When the requester rated it (the rating's event time)."
+    )
+
+
+class OrderRatingCountedEvent(CloudEvent[OrderRatingCounted]):
+    """The 四单 rating that counts for an order changed (for supervision's 四单 item)."""
+
+    type: Literal["wmsj.order.rating-counted.v1"] = "wmsj.order.rating-counted.v1"
+
+
 class OrderEscalated(Data):
     """Nobody accepted the order in time at ``from_unit_id``: it moves to the level above."""
 

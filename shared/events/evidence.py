@@ -35,6 +35,14 @@ class EvidenceStored(Data):
     stored_at: AwareDatetime
 
 
+class EvidenceStoredV2(EvidenceStored):
+    """Evidence checked and kept under its permanent key, with when the township reported it."""
+
+    reported_at: AwareDatetime = Field(
+        description="The time of the township's evidence.submitted event: when it reported the evidence."
+    )
+
+
 class EvidenceSubmittedEvent(CloudEvent[EvidenceSubmitted]):
     """Picture-and-text material (图文资料) uploaded to the object store, now claimed."""
 
@@ -46,6 +54,12 @@ class EvidenceStoredEvent(CloudEvent[EvidenceStored]):
     """Evidence checked and kept under its permanent key."""
 
     type: Literal["wmsj.evidence.stored.v1"] = "wmsj.evidence.stored.v1"
+
+
+class EvidenceStoredV2Event(CloudEvent[EvidenceStoredV2]):
+    """Evidence checked and kept, with the township's report time (v1 has only the storing time)."""
+
+    type: Literal["wmsj.evidence.stored.v2"] = "wmsj.evidence.stored.v2"
 
 
 # ----------------------------------------------------------------- fraud signals, completeness, review

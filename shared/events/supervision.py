@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, model_validator
 
 from shared.events.envelope import CloudEvent, Data, Id, Period
 
@@ -31,6 +31,37 @@ class ScoreUpdatedEvent(CloudEvent[ScoreUpdated]):
     """A unit's supervision score for a month changed."""
 
     type: Literal["wmsj.score.updated.v1"] = "wmsj.score.updated.v1"
+
+
+class ScoreUpdatedV2(Data):
+    """A unit's supervision score for a month, a quarter or a year changed."""
+
+    unit_id: Id
+    period: str = Field(
+        pattern=r"^\d{4}(-(0[1-9]|1[0-2])|-Q[1-4])?$",
+        examples=["2020-06", "2020-Q2", "2020"],
+        description="YYYY-MM, YYYY-Qn or YYYY.",
+    )
+    period_kind: Literal["month", "quarter", "year"]
+    score: float
+    max_score: float
+    bonus: float = Field(description="Bonus points (加分) included in the score.")
+    vetoed: bool = Field(description="A veto (一票否决) zeroed the period.")
+    rules_version: str
+    breakdown: list[ScoreItem]
+
+    @model_validator(mode="after")
+    def _kind_matches_period(self) -> ScoreUpdatedV2:
+        kind = "year" if len(self.period) == 4 else "quarter" if "-Q" in self.period else "month"
+        if kind != self.period_kind:
+            raise ValueError(f"period {self.period} is a {kind}, not a {self.period_kind}")
+        return self
+
+
+class ScoreUpdatedV2Event(CloudEvent[ScoreUpdatedV2]):
+    """A unit's supervision score for a month, quarter or year changed (v1 carries months only)."""
+
+    type: Literal["wmsj.score.updated.v2"] = "wmsj.score.updated.v2"
 
 
 # ----------------------------------------------------------------- office inspections

@@ -1,22 +1,30 @@
 """The office's dashboard in a real headless browser (Debian's chromium): it loads, calls the
-API with the office's key, and shows a unit's score, its breakdown and its evidence."""
+API with the office's key, and shows a unit's score, its breakdown and its evidence — the
+photos themselves, through view links the page asks the evidence service for."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import secrets
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from html.parser import HTMLParser
 from types import ModuleType
+from typing import Any
 
 import pytest
 import uvicorn
 from fastapi import FastAPI
 
+from shared.events import ActivityCompleted, ActivityCompletedEvent, new_event, period_of
+from tests.integration.test_evidence import scheduled, submitted
 from tests.integration.test_supervision_office import scored_unit
 from tests.support import Tap, free_port
+from wmsj.client import TownshipClient, upload
+from wmsj.demo import png
 
 
 class Tables(HTMLParser):
@@ -64,19 +72,8 @@ def chromium() -> str:
     return found
 
 
-@pytest.fixture
-async def dashboard_url(apps: dict[str, ModuleType]) -> AsyncIterator[str]:
-    supervision = apps["supervision"]
-    app = FastAPI()
-    supervision.api.mount(
-        app,
-        supervision.facts,
-        supervision.scores,
-        supervision.rules,
-        supervision.record_inspection,
-        supervision.recompute_all,
-    )
-    port = free_port()
+@contextlib.asynccontextmanager
+async def serving(app: FastAPI, port: int) -> AsyncIterator[str]:
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     )
@@ -85,11 +82,39 @@ async def dashboard_url(apps: dict[str, ModuleType]) -> AsyncIterator[str]:
         if server.started:
             break
         await asyncio.sleep(0.05)
-    assert server.started, "the dashboard server did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    assert server.started, "the server did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@pytest.fixture
+async def dashboard_url(apps: dict[str, ModuleType]) -> AsyncIterator[str]:
+    """The supervision dashboard, and the evidence service's HTTP API on a port of its own
+    that lets the dashboard's origin call it (CORS), as two deployed services would be."""
+    supervision, evidence = apps["supervision"], apps["evidence"]
+    dashboard_port, evidence_port = free_port(), free_port()
+    evidence_app = FastAPI()
+    evidence_settings = evidence.settings.model_copy(
+        update={"dashboard_origins": f"http://127.0.0.1:{dashboard_port}"}
+    )
+    evidence_app.include_router(evidence.api.router(evidence.evidence, evidence.objects, evidence_settings))
+    evidence.api.allow_dashboard(evidence_app, evidence_settings)
+    app = FastAPI()
+    supervision.api.mount(
+        app,
+        supervision.facts,
+        supervision.scores,
+        supervision.rules,
+        supervision.record_inspection,
+        supervision.recompute_all,
+        f"http://127.0.0.1:{evidence_port}",
+    )
+    async with serving(evidence_app, evidence_port), serving(app, dashboard_port) as url:
+        yield url
 
 
 async def render(url: str) -> str:
@@ -133,3 +158,48 @@ async def test_the_dashboard_shows_a_units_score_and_its_breakdown(
     assert "-e" in evidence[5]  # the evidence id it counted
     assert "image/png" in dom  # drill-down: the activity's evidence
     assert "rules notice-2026+" in dom
+
+
+async def test_the_drill_down_shows_the_photos_the_evidence_service_keeps(
+    apps: dict[str, ModuleType], township: TownshipClient, s3: Any, dashboard_url: str
+) -> None:
+    unit_id = "431381101"
+    activity_id = await scheduled(apps, township, unit_id=unit_id)
+    schedule = await apps["evidence"].evidence.activity(activity_id)
+    ended = schedule["ends_at"]
+    await township.publish(
+        new_event(
+            ActivityCompletedEvent,
+            ActivityCompleted(
+                activity_id=activity_id, unit_id=unit_id, ended_at=ended, volunteers=5, service_hours=10
+            ),
+            source="/townships/t",
+            time=ended,
+        )
+    )
+    settings, client = s3
+    content = png(secrets.randbits(32))
+    key = f"{unit_id}/{secrets.token_hex(4)}.png"
+    upload(client, settings.upload_bucket, key, content, "image/png")
+    photo = submitted(key, content, activity_id=activity_id, unit_id=unit_id)
+    await township.publish(photo)
+    # Supervision has the activity completed, with the photo the evidence service kept.
+    deadline = asyncio.get_running_loop().time() + 120
+    while True:
+        doc = await apps["supervision"].facts.activity(activity_id)
+        if doc and doc.get("completion") and doc.get("evidence"):
+            break
+        assert asyncio.get_running_loop().time() < deadline, "supervision never had the photo"
+        await asyncio.sleep(0.2)
+
+    period = period_of(ended)
+    dom = await render(f"{dashboard_url}/dashboard/?key=dev-office-key&period={period}&unit={unit_id}")
+    figure = re.search(
+        r'<figure id="evidence-' + re.escape(photo.data.evidence_id) + r'">(.*?)</figure>', dom
+    )
+    assert figure, dom[-3000:]
+    img = re.search(r"<img [^>]*>", figure.group(1))
+    assert img, figure.group(1)
+    # The browser loaded the picture from the object store through the view link.
+    assert 'data-loaded="true"' in img.group(0) and "X-Amz-Signature" in img.group(0), img.group(0)
+    assert township.rejections == []

@@ -140,9 +140,11 @@ async def test_submitting_the_same_file_twice_is_idempotent(
     event = submitted(key, content, activity_id=activity)
     await township.publish(event)
     await township.publish(event)
-    await tap.wait_for(lambda e: e.subject == event.data.evidence_id)
+    await tap.wait_for(lambda e: e.subject == event.data.evidence_id, count=2)
     await asyncio.sleep(1.5)
-    assert len(tap.matching(lambda e: e.subject == event.data.evidence_id)) == 1
+    # Stored once: announced once as v1 and once as v2.
+    announced = tap.matching(lambda e: e.subject == event.data.evidence_id)
+    assert sorted(e.type for e in announced) == ["wmsj.evidence.stored.v1", "wmsj.evidence.stored.v2"]
     assert township.rejections == []
 
 

@@ -12,6 +12,8 @@ from faststream.rabbit import RabbitExchange
 from shared.events import (
     ActivityCompleted,
     ActivityCompletedEvent,
+    ActivityScheduled,
+    ActivityScheduledEvent,
     EvidenceStored,
     EvidenceStoredEvent,
     ScoreUpdatedEvent,
@@ -20,8 +22,11 @@ from shared.events import (
     UnitRegisteredEvent,
     new_event,
 )
+from shared.events import activities as A
+from shared.events.evidence import EvidenceComplete, EvidenceCompleteEvent
 from shared.topology import EVENTS
 from tests.support import Tap
+from wmsj.client import TownshipClient
 
 ENDED = datetime(2020, 6, 12, 8, 0, tzinfo=UTC)
 
@@ -54,6 +59,22 @@ def facts(unit_id: str, activity_id: str) -> list[Any]:
                 size=1,
                 content_type="image/png",
                 stored_at=ENDED + timedelta(hours=2),
+            ),
+            source="/wmsj/evidence",
+            time=ENDED + timedelta(hours=2),
+        ),
+        new_event(
+            EvidenceCompleteEvent,
+            EvidenceComplete(
+                activity_id=activity_id,
+                unit_id=unit_id,
+                project_id=None,
+                min_photos=1,
+                text_report_required=False,
+                photos=1,
+                text_reports=0,
+                evidence_ids=[activity_id + "-e"],
+                completed_at=ENDED + timedelta(hours=2),
             ),
             source="/wmsj/evidence",
             time=ENDED + timedelta(hours=2),
@@ -98,8 +119,8 @@ async def test_evidence_before_its_activity_gives_the_same_final_score(
     apps: dict[str, ModuleType], tap: Tap
 ) -> None:
     unit_id, activity_id = "u-" + secrets.token_hex(4), "a-" + secrets.token_hex(4)
-    registered, completed, evidence = facts(unit_id, activity_id)
-    await publish_as_platform(apps, [evidence, completed, registered])
+    registered, completed, evidence, complete = facts(unit_id, activity_id)
+    await publish_as_platform(apps, [complete, evidence, completed, registered])
 
     await tap.wait_for(
         lambda e: e.type == ScoreUpdatedEvent.TYPE and e.subject == unit_id and e.data.score == 100
@@ -132,3 +153,85 @@ async def settle(apps: dict[str, ModuleType], tap: Tap) -> None:
     await tap.wait_for(
         lambda e: e.type == ScoreUpdatedEvent.TYPE and e.subject == marker and e.data.score == 100
     )
+
+
+async def test_a_rated_order_reaches_the_four_lists_item_of_the_unit_that_served_it(
+    apps: dict[str, ModuleType], tap: Tap, township: TownshipClient
+) -> None:
+    """From the township's 四单 statements through activities (which decides that the rating
+    counts and for which activity) to supervision; the rating comes first, before the
+    order's acceptance that makes it count."""
+    tag = secrets.token_hex(4)
+    unit_id, activity_id, order_id = f"u-{tag}", f"a-{tag}", f"o-{tag}"
+    source = f"/townships/{tag}"
+    placed = ENDED - timedelta(days=5)
+
+    def statement(model: Any, data: Any, at: datetime) -> Any:
+        return new_event(model, data, source=source, time=at, subject=order_id)
+
+    rated = statement(
+        A.OrderRatedEvent,
+        A.OrderRated(order_id=order_id, requester_id="r1", rating=2),
+        ENDED + timedelta(days=1),
+    )
+    workflow = [
+        statement(
+            ActivityScheduledEvent,
+            ActivityScheduled(
+                activity_id=activity_id,
+                unit_id=unit_id,
+                title="关爱留守儿童",
+                starts_at=ENDED - timedelta(hours=2),
+                ends_at=ENDED,
+            ),
+            placed,
+        ),
+        statement(
+            ActivityCompletedEvent,
+            ActivityCompleted(
+                activity_id=activity_id, unit_id=unit_id, ended_at=ENDED, volunteers=12, service_hours=24
+            ),
+            ENDED,
+        ),
+        statement(
+            A.OrderPlacedEvent,
+            A.OrderPlaced(
+                order_id=order_id,
+                requester_id="r1",
+                requester_kind="resident",
+                unit_id=f"s-{tag}",
+                need="辅导",
+            ),
+            placed,
+        ),
+        statement(
+            A.OrderDispatchedEvent,
+            A.OrderDispatched(order_id=order_id, dispatcher_id=f"s-{tag}", team_id=unit_id),
+            placed + timedelta(hours=1),
+        ),
+    ]
+    answered = statement(
+        A.OrderAnsweredEvent,
+        A.OrderAnswered(order_id=order_id, team_id=unit_id, accepted=True, activity_id=activity_id),
+        placed + timedelta(hours=2),
+    )
+    for event in [rated, *workflow]:
+        await township.publish(event)
+    await tap.wait_for(
+        lambda e: e.type == ScoreUpdatedEvent.TYPE and e.subject == unit_id and e.data.period == "2020-06"
+    )
+    await township.publish(answered)  # now the rating counts
+
+    [counted] = await tap.wait_for(
+        lambda e: isinstance(e, A.OrderRatingCountedEvent) and e.data.order_id == order_id
+    )
+    assert (counted.data.activity_id, counted.data.rating) == (activity_id, 2)
+    [update] = await tap.wait_for(
+        lambda e: (
+            e.type == ScoreUpdatedEvent.TYPE
+            and e.subject == unit_id
+            and {i.rule: i.points for i in e.data.breakdown}["four_lists"] == 3.3
+        )
+    )
+    assert "1 rated orders, mean 2 of 5" in {i.rule: i.reason for i in update.data.breakdown}["four_lists"]
+    assert township.rejections == []

@@ -19,6 +19,7 @@ from faststream.rabbit import RabbitExchange
 from openpyxl import load_workbook
 
 from bench.recompute import Event, generate_year
+from services.supervision.domain import months_of
 from shared.events import (
     ActivityCompleted,
     ActivityCompletedEvent,
@@ -32,11 +33,23 @@ from shared.events import (
     UnitRegisteredEvent,
     new_event,
 )
+from shared.events.activities import OrderRatingCounted, OrderRatingCountedEvent
+from shared.events.evidence import (
+    EvidenceComplete,
+    EvidenceCompleteEvent,
+    EvidenceFlagged,
+    EvidenceFlaggedEvent,
+    EvidenceReviewed,
+    EvidenceReviewedEvent,
+    EvidenceStoredV2,
+    EvidenceStoredV2Event,
+)
 from shared.events.supervision import (
     InspectionAssessment,
     InspectionFinding,
     InspectionRecorded,
     InspectionRecordedEvent,
+    ScoreUpdatedV2Event,
 )
 from shared.topology import EVENTS
 from tests.integration.test_supervision import facts, publish_as_platform
@@ -262,22 +275,83 @@ def as_cloud_events(events: list[Event], suffix: str) -> list[Any]:
             )
         elif e.kind == "evidence":
             assert e.evidence
+            stored = EvidenceStored(
+                evidence_id=e.evidence.evidence_id + suffix,
+                activity_id=activity_id,
+                unit_id=unit_id,
+                object_key="k",
+                sha256="a" * 64,
+                size=1,
+                content_type="image/png",
+                stored_at=e.evidence.stored_at,
+            )
+            # Announced twice, as the evidence service does: v1, and v2 with the report time.
+            out.append(
+                new_event(EvidenceStoredEvent, stored, source="/wmsj/evidence", time=e.at, id=f"e{n}{suffix}")
+            )
+            assert e.evidence.reported_at
             out.append(
                 new_event(
-                    EvidenceStoredEvent,
-                    EvidenceStored(
-                        evidence_id=e.evidence.evidence_id + suffix,
-                        activity_id=activity_id,
-                        unit_id=unit_id,
-                        object_key="k",
-                        sha256="a" * 64,
-                        size=1,
-                        content_type="image/png",
-                        stored_at=e.evidence.stored_at,
-                    ),
+                    EvidenceStoredV2Event,
+                    EvidenceStoredV2(**stored.model_dump(), reported_at=e.evidence.reported_at),
                     source="/wmsj/evidence",
                     time=e.at,
-                    id=f"e{n}{suffix}",
+                    id=f"e2-{n}{suffix}",
+                )
+            )
+        elif e.kind == "flag":
+            flagged = EvidenceFlagged(
+                evidence_id=e.evidence_id + suffix,
+                activity_id=activity_id,
+                unit_id=unit_id,
+                signal="near-duplicate",
+                detail="a near-duplicate of another activity's photo",
+                flagged_at=e.at,
+            )
+            out.append(
+                new_event(
+                    EvidenceFlaggedEvent, flagged, source="/wmsj/evidence", time=e.at, id=f"f{n}{suffix}"
+                )
+            )
+        elif e.kind == "review":
+            reviewed = EvidenceReviewed(
+                evidence_id=e.evidence_id + suffix,
+                verdict=e.verdict,  # type: ignore[arg-type]
+                reason="not this activity" if e.verdict == "rejected" else "",
+                reviewer="市文明办",
+            )
+            out.append(
+                new_event(
+                    EvidenceReviewedEvent, reviewed, source="/wmsj/evidence", time=e.at, id=f"r{n}{suffix}"
+                )
+            )
+        elif e.kind == "complete":
+            complete = EvidenceComplete(
+                activity_id=activity_id,
+                unit_id=unit_id,
+                project_id=None,
+                min_photos=1,
+                text_report_required=False,
+                photos=len(e.evidence_ids),
+                text_reports=0,
+                evidence_ids=[i + suffix for i in e.evidence_ids],
+                completed_at=e.at,
+            )
+            out.append(
+                new_event(
+                    EvidenceCompleteEvent, complete, source="/wmsj/evidence", time=e.at, id=f"x{n}{suffix}"
+                )
+            )
+        elif e.kind == "rating":
+            rating = OrderRatingCounted(
+                order_id=e.order_id + suffix,
+                activity_id=activity_id,
+                rating=e.rating,
+                rated_at=e.at if e.rating else None,
+            )
+            out.append(
+                new_event(
+                    OrderRatingCountedEvent, rating, source="/wmsj/activities", time=e.at, id=f"o{n}{suffix}"
                 )
             )
     return out
@@ -289,8 +363,9 @@ async def test_incremental_scores_through_the_broker_equal_a_full_recompute(
     supervision = apps["supervision"]
     suffix = "-" + secrets.token_hex(3)
     _, _, generated = generate_year(4, seed=11)
+    assert {e.kind for e in generated} >= {"flag", "review", "complete", "rating"}
     events = as_cloud_events([e for e in generated if e.kind != "inspection"], suffix)
-    units = sorted({e.data.unit_id for e in events})
+    units = sorted({e.data.unit_id for e in events if hasattr(e.data, "unit_id")})
     bus = apps["registry"].service.bus
     await asyncio.gather(*(bus.publish(e, exchange=RabbitExchange(EVENTS.name)) for e in events))
     keys = [e.key for e in events]
@@ -318,8 +393,36 @@ async def test_switching_the_rules_recomputes_the_scores_with_the_new_version(
     assert (await supervision.scores.get(unit_id, "2020")).rules_version == heavier.version
     assert await supervision.recompute(unit_id, "2020") == 0  # recomputing again changes nothing
     monkeypatch.undo()  # back to the service's rules, for the tests that follow
-    assert await supervision.recompute(unit_id, "2020") > 0
+    before_going_back = datetime.now(UTC)
+    assert await supervision.recompute(unit_id, "2020") == 17
     assert (await supervision.scores.get(unit_id, "2020-06")).rules_version == supervision.rules.version
+
+    # Each recompute announced the scores it changed: every month, quarter and the year
+    # (v2), the months on v1 too; the recompute that changed nothing announced nothing.
+    def announced(version: str, event_type: str) -> list[Any]:
+        return tap.matching(
+            lambda e: e.type == event_type and e.subject == unit_id and e.data.rules_version == version
+        )
+
+    back = await tap.wait_for(
+        lambda e: (
+            e.type == ScoreUpdatedV2Event.TYPE
+            and e.subject == unit_id
+            and e.data.rules_version == supervision.rules.version
+            and e.data.period_kind == "year"
+            and e.time >= before_going_back
+        ),
+        timeout=60,
+    )
+    assert [e.data.score for e in {e.key: e for e in back}.values()] == [8.3]
+    heavier_v2 = {e.key: e for e in announced(heavier.version, ScoreUpdatedV2Event.TYPE)}.values()
+    assert sorted(e.data.period for e in heavier_v2) == sorted(
+        [*months_of("2020"), *(f"2020-Q{q}" for q in range(1, 5)), "2020"]
+    )
+    june = next(e for e in heavier_v2 if e.data.period == "2020-06")
+    assert (june.data.period_kind, june.data.score, june.data.max_score) == ("month", 120, 120)
+    heavier_v1 = {e.key: e for e in announced(heavier.version, ScoreUpdatedEvent.TYPE)}.values()
+    assert sorted(e.data.period for e in heavier_v1) == months_of("2020")
 
 
 async def test_a_key_project_list_rescores_the_units_it_makes_projects_due_for(

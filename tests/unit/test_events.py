@@ -54,12 +54,16 @@ from shared.events.evidence import (
     EvidenceFlaggedEvent,
     EvidenceReviewed,
     EvidenceReviewedEvent,
+    EvidenceStoredV2,
+    EvidenceStoredV2Event,
 )
 from shared.events.supervision import (
     InspectionAssessment,
     InspectionFinding,
     InspectionRecorded,
     InspectionRecordedEvent,
+    ScoreUpdatedV2,
+    ScoreUpdatedV2Event,
 )
 from shared.events.units import (
     CivilizedCategory,
@@ -207,6 +211,20 @@ EXAMPLES: dict[str, CloudEvent[Any]] = {
             ),
         ),
         _envelope(
+            EvidenceStoredV2Event,
+            EvidenceStoredV2(
+                evidence_id="a1-E1",
+                activity_id="a1",
+                unit_id="431381101",
+                object_key=f"431381101/a1/{SHA}",
+                sha256=SHA,
+                size=1234,
+                content_type="image/png",
+                stored_at=AT + timedelta(hours=4),
+                reported_at=AT + timedelta(hours=1),
+            ),
+        ),
+        _envelope(
             EvidenceFlaggedEvent,
             EvidenceFlagged(
                 evidence_id="a2-E1",
@@ -256,6 +274,20 @@ EXAMPLES: dict[str, CloudEvent[Any]] = {
             ),
         ),
         _envelope(
+            ScoreUpdatedV2Event,
+            ScoreUpdatedV2(
+                unit_id="431381101",
+                period="2020-Q2",
+                period_kind="quarter",
+                score=75.0,
+                max_score=100.0,
+                bonus=1.0,
+                vetoed=False,
+                rules_version="2020.1-basic",
+                breakdown=[ScoreItem(rule="evidence", points=15.0, max_points=30.0, reason="mean of …")],
+            ),
+        ),
+        _envelope(
             EventRejectedEvent,
             EventRejected(
                 rejected_source="/townships/431381101",
@@ -282,6 +314,10 @@ EXAMPLES: dict[str, CloudEvent[Any]] = {
             A.OrderAnswered(order_id="o1", team_id="t1", accepted=True, activity_id="a1"),
         ),
         _envelope(A.OrderRatedEvent, A.OrderRated(order_id="o1", requester_id="r1", rating=5)),
+        _envelope(
+            A.OrderRatingCountedEvent,
+            A.OrderRatingCounted(order_id="o1", activity_id="a1", rating=5, rated_at=AT),
+        ),
         _envelope(
             A.OrderEscalatedEvent,
             A.OrderEscalated(order_id="o1", from_unit_id="s1", to_unit_id="c1", level=1),
@@ -456,6 +492,16 @@ def test_every_problem_of_an_event_is_reported_at_once():
 
 
 # ----------------------------------------------------------------------- ids and months
+
+
+@pytest.mark.parametrize(
+    ("period", "kind"),
+    [("2020-06", "quarter"), ("2020-Q2", "year"), ("2020", "month"), ("2020-Q5", "quarter")],
+)
+def test_a_v2_score_period_must_be_of_its_kind(period: str, kind: str):
+    example = EXAMPLES["wmsj.score.updated.v2"].data.model_dump()
+    with pytest.raises(ValidationError):
+        ScoreUpdatedV2.model_validate({**example, "period": period, "period_kind": kind})
 
 
 def test_a_derived_id_is_stable():

@@ -7,8 +7,10 @@ import itertools
 from datetime import UTC, datetime, timedelta
 
 from services.activities.domain.orders import (
+    CountedRating,
     Order,
     add_statement,
+    counted_rating,
     due_escalation,
     view,
 )
@@ -251,3 +253,36 @@ def test_every_arrival_order_of_a_full_workflow_gives_the_same_order() -> None:
     assert view(expected, WITHIN, activity_completed=True).status == "rated"
     for arrival in itertools.permutations(steps):
         assert build(*arrival, arrival[0]) == expected  # and a duplicate changes nothing
+
+
+# ------------------------------------------------------------------ the rating that counts (for supervision)
+
+
+def test_the_counted_rating_is_the_requesters_rating_of_the_accepted_order_with_its_activity() -> None:
+    served = [("placed", PLACED, h(0)), ("dispatched", dispatched(), h(1)), ("answered", answered(), h(2))]
+    counted = counted_rating(build(*served, ("rated", rated(rating=3), h(30))), WITHIN)
+    assert counted == CountedRating("act-1", 3, h(30))
+    # The activity's completion is supervision's to check: it scores completed activities only.
+    assert view(build(*served, ("rated", rated(rating=3), h(30))), WITHIN).status == "accepted"
+
+
+def test_no_rating_counts_from_someone_else_or_for_an_order_not_accepted() -> None:
+    served = [("placed", PLACED, h(0)), ("dispatched", dispatched(), h(1)), ("answered", answered(), h(2))]
+    assert counted_rating(build(*served, ("rated", rated(by="resident-8"), h(30))), WITHIN) is None
+    assert counted_rating(build(*served[:2], ("rated", rated(), h(30))), WITHIN) is None
+    assert counted_rating(None, WITHIN) is None
+
+
+def test_a_rating_that_arrives_before_the_acceptance_counts_once_the_acceptance_arrives() -> None:
+    steps = [
+        ("rated", rated(rating=4), h(30)),
+        ("placed", PLACED, h(0)),
+        ("dispatched", dispatched(), h(1)),
+        ("answered", answered(), h(2)),
+    ]
+    order: Order | None = None
+    seen = []
+    for kind, data, at in steps:
+        order = add_statement(order, "o1", kind, data, at)  # type: ignore[arg-type]
+        seen.append(counted_rating(order, WITHIN))
+    assert seen == [None, None, None, CountedRating("act-1", 4, h(30))]

@@ -10,6 +10,7 @@ def test_incremental_scores_equal_a_full_recompute_for_a_year_of_1000_units() ->
     rules = default_rules()
     units, projects, events = generate_year(1000)
     assert len(events) > 50_000
+    assert {e.kind for e in events} >= {"flag", "review", "complete", "rating"}
     states = incremental(units, projects, events, rules)
     full = full_recompute(states, projects, "2020", rules)
     mismatched = [
@@ -26,9 +27,8 @@ def test_incremental_scores_equal_a_full_recompute_for_a_year_of_1000_units() ->
     annual = [s["2020"] for s in full.values()]
     assert len({s.score for s in annual}) > 50
     assert any(s.vetoed for s in annual) and any(s.bonus > 0 for s in annual)
-    assert any(
-        i.rule == "evidence_timely" and i.points < i.max_points
-        for s in full.values()
-        for m in s.values()
-        for i in m.items
-    )
+    items = [i for s in full.values() for m in s.values() for i in m.items]
+    assert any(i.rule == "evidence_timely" and i.points < i.max_points for i in items)
+    # ... and evidence not (yet) complete, and 四单 ratings of every grade.
+    assert any(i.rule == "evidence" and 0 < i.points < i.max_points for i in items)
+    assert {i.points for i in items if i.rule == "four_lists"} >= {10, 6.6, 3.3, 0}

@@ -3,6 +3,7 @@ default rules, periods, rankings, lists and eligibility."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,8 +16,8 @@ from services.supervision.domain import (
     Inspection,
     Item,
     MonthFacts,
+    OrderRating,
     Project,
-    Rating,
     RuleSet,
     Score,
     Thresholds,
@@ -33,13 +34,23 @@ from services.supervision.domain import (
 UNIT = Unit("u1", "禾青镇第一村", "village", "t1")
 ENDED = datetime(2020, 6, 12, 10, tzinfo=UTC)
 RULES = default_rules()
+RULES_ITEMS = {i.id: i for i in RULES.items}
 THRESHOLDS = RULES.thresholds
 
 
 def act(
-    n: int = 1, volunteers: int = 10, photos: int = 1, delay_days: float = 0, project: str | None = None
+    n: int = 1,
+    volunteers: int = 10,
+    photos: int = 1,
+    delay_days: float = 0,
+    project: str | None = None,
+    complete: bool | None = None,
+    ratings: tuple[int, ...] = (),
 ) -> Activity:
+    """An activity of June; its evidence announced complete by the evidence service when it
+    has a photo, unless ``complete`` says otherwise."""
     stored = ENDED + timedelta(days=delay_days)
+    evidence = tuple(Evidence(f"a{n}-e{k}", stored) for k in range(photos))
     return Activity(
         f"a{n}",
         "u1",
@@ -47,17 +58,18 @@ def act(
         project,
         volunteers,
         8.0,
-        tuple(Evidence(f"a{n}-e{k}", stored) for k in range(photos)),
+        evidence,
+        tuple(e.evidence_id for e in evidence) if (photos > 0 if complete is None else complete) else None,
+        tuple(OrderRating(f"o{n}-{k}", r, ENDED + timedelta(days=1)) for k, r in enumerate(ratings)),
     )
 
 
 def june(
     *activities: Activity,
     inspections: tuple[Inspection, ...] = (),
-    ratings: tuple[Rating, ...] = (),
     projects: tuple[Project, ...] = (),
 ) -> MonthFacts:
-    return MonthFacts(UNIT, "2020-06", activities, inspections, ratings, projects)
+    return MonthFacts(UNIT, "2020-06", activities, inspections, projects)
 
 
 def inspection(*findings: Finding, assessments: tuple[tuple[str, float], ...] = (), n: int = 1) -> Inspection:
@@ -98,22 +110,29 @@ def test_graded_by_thresholds_gives_100_66_33_0_percent(volunteers: int, grade: 
     assert result.points == expected and result.reason.startswith(f"grade {grade}:")
 
 
-@pytest.mark.parametrize(("grade", "expected"), [("A", 10), ("B", 6.6), ("C", 3.3), ("C#", 0)])
-def test_graded_by_a_rating_takes_the_latest_rating(grade: str, expected: float) -> None:
-    rule = item(mode="graded", measure="four_lists_grade")
-    ratings = (
-        Rating("r1", "u1", "2020-06", "C#", ENDED),
-        Rating("r2", "u1", "2020-06", grade, ENDED + timedelta(days=1)),
-    )
-    result = assess(rule, june(act(), ratings=ratings), RULES)
-    assert result.points == expected and result.facts == ("r2",)
+@pytest.mark.parametrize(
+    ("stars", "grade", "expected"),
+    [((5, 4), "A", 10), ((4, 3, 3), "B", 6.6), ((2, 3), "C", 3.3), ((1, 2), "C#", 0)],
+)
+def test_four_lists_are_graded_by_the_mean_rating_of_the_months_orders(
+    stars: tuple[int, ...], grade: str, expected: float
+) -> None:
+    month = june(act(1, ratings=stars[:1]), act(2, ratings=stars[1:]))
+    result = assess(RULES_ITEMS["four_lists"], month, RULES)
+    assert result.points == expected and result.reason.startswith(f"grade {grade}:")
+    assert len(result.facts) == len(stars) and f"{len(stars)} rated orders" in result.reason
 
 
 def test_graded_without_a_rating_uses_the_default_grade() -> None:
     assert (
-        assess(item(mode="graded", measure="four_lists_grade", default_grade="B"), june(act()), RULES).points
+        assess(item(mode="graded", measure="four_lists_rating", default_grade="B"), june(act()), RULES).points
         == 6.6
     )
+
+
+def test_a_month_without_a_rated_order_keeps_the_four_lists_points_by_the_default_rules() -> None:
+    result = assess(RULES_ITEMS["four_lists"], june(act()), RULES)
+    assert result.points == 10 and "no rated 四单 order" in result.reason
 
 
 def test_deduction_per_occurrence_stops_at_the_floor() -> None:
@@ -224,12 +243,47 @@ def test_evidence_never_reported_is_late_too() -> None:
     assert points(silent)["evidence_timely"] == 5 and points(silent)["evidence"] == 0
 
 
-def test_a_project_sets_the_photos_and_the_days_its_activities_need() -> None:
+def test_a_project_sets_the_photos_and_the_days_its_activities_need_in_time() -> None:
     project = Project("P1", (6,), participant_kinds=("village",), min_photos=2, report_within_days=3)
-    one_photo = score_month(june(act(project="P1", photos=1), projects=(project,)), RULES)
+    one_photo = score_month(june(act(project="P1", photos=1, complete=False), projects=(project,)), RULES)
     assert points(one_photo)["evidence"] == 0 and points(one_photo)["key_projects"] == 20
+    assert points(one_photo)["evidence_timely"] == 5  # the second photo is missing
     slow = score_month(june(act(project="P1", photos=2, delay_days=4), projects=(project,)), RULES)
-    assert points(slow)["evidence_timely"] == 5
+    assert points(slow)["evidence_timely"] == 5 and points(slow)["evidence"] == 20
+
+
+def test_evidence_counts_as_complete_only_once_the_evidence_service_says_so() -> None:
+    photos_but_not_complete = score_month(june(act(photos=3, complete=False)), RULES)
+    assert points(photos_but_not_complete)["evidence"] == 0
+    item = next(i for i in score_month(june(act(photos=2)), RULES).items if i.rule == "evidence")
+    assert item.points == 20 and item.facts == ("a1", "a1-e0", "a1-e1")
+
+
+def test_evidence_the_office_rejected_undoes_the_completeness_it_was_counted_in() -> None:
+    complete = act(photos=2)
+    rejected = replace(
+        complete, evidence=(complete.evidence[0], replace(complete.evidence[1], review="rejected"))
+    )
+    assert points(score_month(june(rejected), RULES))["evidence"] == 0
+    accepted = replace(complete, evidence=tuple(replace(e, review="accepted") for e in complete.evidence))
+    assert points(score_month(june(accepted), RULES))["evidence"] == 20
+
+
+def test_flagged_evidence_is_not_reported_in_time_until_the_office_accepts_it() -> None:
+    on_time = act(photos=1)
+    flagged = replace(on_time, evidence=(replace(on_time.evidence[0], flagged=True),))
+    assert points(score_month(june(flagged), RULES))["evidence_timely"] == 5
+    accepted = replace(flagged, evidence=(replace(flagged.evidence[0], review="accepted"),))
+    assert points(score_month(june(accepted), RULES))["evidence_timely"] == 10
+    rejected = replace(on_time, evidence=(replace(on_time.evidence[0], review="rejected"),))
+    assert points(score_month(june(rejected), RULES))["evidence_timely"] == 5
+
+
+def test_timeliness_uses_the_townships_report_time_when_known() -> None:
+    stored_late = act(delay_days=30)
+    reported = replace(stored_late, evidence=(replace(stored_late.evidence[0], reported_at=ENDED),))
+    assert points(score_month(june(stored_late), RULES))["evidence_timely"] == 5
+    assert points(score_month(june(reported), RULES))["evidence_timely"] == 10
 
 
 def test_a_key_project_due_and_not_done_costs_its_points() -> None:

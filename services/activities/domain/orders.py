@@ -76,6 +76,7 @@ class OrderView:
     activity_id: str | None = None
     rating: int | None = None
     comment: str | None = None
+    rated_at: datetime | None = None
     accept_due_at: datetime | None = None  # when it escalates if nobody accepts it
     escalations: tuple[Escalation, ...] = ()
     declined_by: tuple[str, ...] = ()
@@ -145,12 +146,31 @@ def view(order: Order, accept_within: timedelta, activity_completed: bool = Fals
             elif d["requester_id"] != v.requester_id:
                 problem = f"only the requester {v.requester_id} rates the order, not {d['requester_id']}"
             else:
-                v = replace(v, status="rated", rating=d["rating"], comment=d["comment"])
+                v = replace(v, status="rated", rating=d["rating"], comment=d["comment"], rated_at=s.at)
         if problem is not None:
             v = replace(v, ignored=(*v.ignored, (s.kind, s.at, problem)))
     if v.status == "accepted" and activity_completed:
         v = replace(v, status="done")
     return v
+
+
+@dataclass(frozen=True)
+class CountedRating:
+    activity_id: str
+    rating: int
+    rated_at: datetime
+
+
+def counted_rating(order: Order | None, accept_within: timedelta) -> CountedRating | None:
+    """The rating that counts for supervision's 四单 item: the view's, with the activity
+    taken as completed — supervision scores only completed activities, so it applies that
+    condition itself, and a rating need not be restated when the completion comes later."""
+    if order is None:
+        return None
+    v = view(order, accept_within, activity_completed=True)
+    if v.status != "rated" or v.activity_id is None or v.rating is None or v.rated_at is None:
+        return None
+    return CountedRating(v.activity_id, v.rating, v.rated_at)
 
 
 def due_escalation(

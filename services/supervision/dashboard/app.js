@@ -58,12 +58,70 @@ async function showDetail(unitId, period) {
   const acts = await api("/units/" + encodeURIComponent(unitId) + "/activities?period=" + encodeURIComponent(period));
   const ab = $("activities").querySelector("tbody");
   ab.replaceChildren();
+  const shown = [];
   for (const a of acts) {
     const tr = document.createElement("tr");
+    tr.id = "activity-" + a.activity_id;
     [a.activity_id, a.ended_at, a.project_id, a.volunteers, a.service_hours,
-      a.evidence.map((e) => e.evidence_id + " (" + e.content_type + ", " + e.stored_at + ")").join("; ")]
-      .forEach((v) => cell(tr, v));
+      a.complete_with ? "complete" : "not complete",
+      a.ratings.map((r) => r.order_id + ": " + r.rating + "★").join("; ")].forEach((v) => cell(tr, v));
+    const td = cell(tr, "");
+    for (const e of a.evidence) shown.push(showEvidence(td, e));
     ab.appendChild(tr);
+  }
+  await Promise.all(shown);
+}
+
+// Where the evidence service's API is (the supervision service's setting), asked once.
+let evidenceApi = null;
+function evidenceUrl() {
+  if (!evidenceApi) {
+    evidenceApi = fetch("/dashboard/config.json").then((r) => (r.ok ? r.json() : {}))
+      .then((c) => c.evidence_url || "", () => "");
+  }
+  return evidenceApi;
+}
+
+// One piece of evidence: what supervision knows of it, and the photo itself. The photo comes
+// from the evidence service: a view link (valid for a while) asked for with the office's key
+// from this page, so supervision neither calls the evidence service nor handles its files.
+async function showEvidence(td, e) {
+  const figure = document.createElement("figure");
+  figure.id = "evidence-" + e.evidence_id;
+  const caption = document.createElement("figcaption");
+  const state = e.review ? e.review + " by the office" : e.flagged ? "flagged, awaiting review" : "";
+  caption.textContent = e.evidence_id + " (" + [e.content_type, e.reported_at || e.stored_at, state]
+    .filter((x) => x).join(", ") + ")";
+  figure.appendChild(caption);
+  td.appendChild(figure);
+  const base = await evidenceUrl();
+  if (!base) return;
+  try {
+    const r = await fetch(base + "/evidence/" + encodeURIComponent(e.evidence_id) + "/links",
+      { headers: { Authorization: "Bearer " + $("key").value } });
+    if (!r.ok) throw new Error("HTTP " + r.status);
+    const links = await r.json();
+    const open = document.createElement("a");
+    open.href = links.original;
+    open.target = "_blank";
+    if (e.content_type.startsWith("image/")) {
+      const img = document.createElement("img");
+      img.alt = e.evidence_id;
+      img.height = 120;
+      await new Promise((done) => {
+        img.onload = () => { img.dataset.loaded = String(img.naturalWidth > 0); done(); };
+        img.onerror = () => { img.dataset.loaded = "false"; done(); };
+        img.src = links.thumbnail || links.original;
+        open.appendChild(img);
+        figure.insertBefore(open, caption);
+      });
+    } else {
+      open.textContent = "open";
+      caption.appendChild(document.createTextNode(" "));
+      caption.appendChild(open);
+    }
+  } catch (error) {
+    caption.appendChild(document.createTextNode(" — no view link: " + error.message));
   }
 }
 
