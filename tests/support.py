@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import socket
 import subprocess
 import time
@@ -17,6 +18,16 @@ from typing import Any
 import aio_pika
 
 from shared.events import CloudEvent, parse_event
+
+# Township division codes 431381200–431381699 handed out once each per test process: the
+# units registered by a run stay in its database, so a code drawn twice would find its
+# township already there. (Other codes are fixed in some tests: 101–103, 700–999.)
+_TOWN_CODES = iter(random.sample(range(200, 700), 500))
+
+
+def town_code() -> str:
+    """A township division code no other test of this run uses (9 digits)."""
+    return f"431381{next(_TOWN_CODES)}"
 
 
 class Tap:

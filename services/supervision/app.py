@@ -2,8 +2,9 @@
 
 Consumes the accepted facts on ``wmsj.events`` (units, activities, stored evidence with its
 fraud flags, the office's reviews and whether it is complete, 四单 ratings, the key project
-list) and the office's inspections on its ingress queue, keeps what scoring needs,
-recomputes the scores each fact touches with the loaded rule set, and publishes
+list) and the office's inspections on its ingress queue, keeps what scoring needs and
+marks the months each fact touches; a rescorer recomputes the marked scores in batches
+(many units per transaction, a few queries each) with the loaded rule set, and publishes
 ``score updated`` whenever a score changes: ``.v2`` for every month, quarter and year, and
 ``.v1`` (months only, the first contract) beside it for the office systems built on it. A
 full recompute (new rules, replay) announces the scores it changed the same way.
@@ -11,12 +12,15 @@ full recompute (new rules, replay) announces the scores it changed the same way.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import FastAPI
+from faststream.rabbit.annotations import RabbitMessage
 from pydantic import Field
 from pymongo.asynchronous.client_session import AsyncClientSession
 
@@ -31,7 +35,7 @@ from services.supervision.domain import (
     score_year,
 )
 from services.supervision.settings import RULES_DIR, SupervisionSettings
-from services.supervision.store import FactStore, ScoreStore
+from services.supervision.store import FactStore, RescoreQueue, ScoreStore
 from shared.events import (
     ActivityCompletedEvent,
     ActivityScheduledEvent,
@@ -53,6 +57,7 @@ from shared.events.evidence import (
     EvidenceStoredV2Event,
 )
 from shared.events.supervision import InspectionRecordedEvent, ScoreUpdatedV2, ScoreUpdatedV2Event
+from shared.identity import publisher_of
 from shared.messaging import InvalidEvent, retry_transient
 from shared.mongo import stage
 from shared.service import Service
@@ -63,6 +68,7 @@ service = Service("supervision", settings)
 rules = RuleSet.parse(settings.rules, (RULES_DIR / f"{settings.rules}.toml").read_text(encoding="utf-8"))
 facts = FactStore(service.db)
 scores = ScoreStore(service.db)
+rescoring = RescoreQueue(service.db)
 service.documents_publishing(ScoreUpdatedEvent, ScoreUpdatedV2Event)
 log = logging.getLogger("wmsj.supervision")
 
@@ -98,39 +104,53 @@ Touched = dict[str, set[str]]  # unit -> months whose scores a fact may change
 )
 async def on_fact(event: FactEvent) -> None:
     """An accepted fact about a unit, an activity, its evidence, its 四单 ratings, or the key
-    project list."""
+    project list: kept, and the months it touches marked for the rescorer."""
 
     async def effect(session: AsyncClientSession) -> list[CloudEvent]:
-        touched = await record_fact(event, session)
-        return await rescore_touched(event, touched, session)
+        await mark(await record_fact(event, session), session)
+        return []
 
-    await service.process(event, effect)
+    if await service.process(event, effect):
+        marked.set()
 
 
 @service.consumes(SUPERVISION_INGRESS, InspectionRecordedEvent, title="supervision.ingress:inspections")
-async def on_inspection(event: InspectionRecordedEvent) -> None:
-    """The city office records an inspection (督查): findings, deductions, assessments."""
+async def on_inspection(event: InspectionRecordedEvent, message: RabbitMessage) -> None:
+    """The city office records an inspection (督查): findings, deductions, assessments.
+
+    Only the office: the broker's topic permissions already stop a township's user made by
+    ``wmsj township add``, and this stops one whose permissions were set more widely."""
+    if await service.already_handled(event):
+        return
+    if reason := publisher_of(message).may_not_publish_type(event.type, event.PUBLISHED_BY):
+        raise InvalidEvent(reason)
     await record_inspection(event)
 
 
 async def record_inspection(event: InspectionRecordedEvent) -> bool:
-    """Check the inspection against the rules, keep it and rescore its month (the HTTP API
-    records through here too). False if it was already handled."""
+    """Check the inspection against the rules, keep it and rescore its month before
+    returning (the HTTP API records through here too: the office sees the new score at
+    once). False if it was already handled."""
     check_inspection(event)
+    touched: Touched = defaultdict(set)
 
     async def effect(session: AsyncClientSession) -> list[CloudEvent]:
         data = event.data
+        touched.clear()  # a retried transaction starts again
         doc = data.model_dump(mode="python")
         before = await facts.put_inspection(doc, statement(event.time, data), session)
         if before is None:
             return []
-        touched: Touched = defaultdict(set)
         touched[data.unit_id].add(data.period)
         if before:  # a restatement may move the inspection to another unit or month
             touched[before["unit_id"]].add(before["period"])
-        return await rescore_touched(event, touched, session)
+        await mark(touched, session)
+        return []
 
-    return await service.process(event, effect)
+    if not await service.process(event, effect):
+        return False
+    await rescore_marked(sorted({mark_id(unit_id, m[:4]) for unit_id, ms in touched.items() for m in ms}))
+    return True
 
 
 def check_inspection(event: InspectionRecordedEvent) -> None:
@@ -261,46 +281,108 @@ def touched_by(before: dict | None, after: dict | None) -> Touched:  # type: ign
     return touched
 
 
-async def rescore_touched(
-    cause: CloudEvent, touched: Touched, session: AsyncClientSession
-) -> list[CloudEvent]:
-    updates: list[CloudEvent] = []
+# ----------------------------------------------------------------------------- rescoring
+
+marked = asyncio.Event()  # set when a handler marked months; wakes the rescorer
+
+
+def mark_id(unit_id: str, year: str) -> str:
+    return f"{unit_id}|{year}"
+
+
+async def mark(touched: Touched, session: AsyncClientSession) -> None:
     now = datetime.now(UTC)
     for unit_id in sorted(touched):
         by_year: dict[str, set[str]] = defaultdict(set)
         for month in touched[unit_id]:
             by_year[month[:4]].add(month)
         for year in sorted(by_year):
-            for score in await rescore_unit_year(unit_id, year, by_year[year], now, session):
-                updates += score_updates(cause.key, score, now)
-    return updates
+            await rescoring.mark(unit_id, year, by_year[year], now, session)
 
 
-async def rescore_unit_year(
-    unit_id: str, year: str, months: set[str] | None, now: datetime, session: AsyncClientSession
+async def run_rescorer() -> None:
+    """Rescore what handlers marked, in batches: while one batch is rescored, the marks of
+    the facts that arrive meanwhile gather into the next."""
+    while True:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(settings.rescore_interval_s):
+                await marked.wait()
+        marked.clear()
+        try:
+            await rescore_all_marked()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # the marks stay; the next round tries again
+            log.warning("rescoring failed: %s", error)
+            await asyncio.sleep(settings.rescore_interval_s)
+
+
+service.background.append(run_rescorer)
+
+
+async def rescore_all_marked() -> int:
+    """Rescore every marked unit-year, oldest first; how many were rescored."""
+    done = 0
+    while ids := await rescoring.oldest(settings.rescore_batch):
+        done += await rescore_marked(ids)
+    return done
+
+
+async def rescore_marked(ids: list[str]) -> int:
+    """Rescore the marked unit-years ``ids`` (those still marked) in one transaction that
+    also removes their marks and stages the announcements of the scores that changed."""
+
+    async def attempt() -> int:
+        async with service.mongo.start_session() as session, await session.start_transaction():
+            marks = await rescoring.take(ids, session)
+            now = datetime.now(UTC)
+            by_year: dict[str, dict[str, set[str] | None]] = defaultdict(dict)
+            for m in marks:
+                by_year[m["year"]][m["unit_id"]] = set(m["months"])
+            announcements: list[CloudEvent] = []
+            for year in sorted(by_year):
+                for score in await rescore_units(year, by_year[year], now, session):
+                    m = next(m for m in marks if m["_id"] == mark_id(score.unit_id, year))
+                    # Named after this mark (made once, revised by each fact), so the same
+                    # rescoring retried is the same announcement and a later one is new.
+                    cause = f"rescore|{m['_id']}|{m['created']}|{m['revision']}"
+                    announcements += score_updates(cause, score, now)
+            await stage(service.db, announcements, session)
+            return len(marks)
+
+    if not ids:
+        return 0
+    done = await retry_transient(attempt, what="rescoring", max_delay=settings.retry_max_delay_s)
+    service.outbox.wake()
+    return done
+
+
+async def rescore_units(
+    year: str, months_of_unit: dict[str, set[str] | None], now: datetime, session: AsyncClientSession
 ) -> list[Score]:
-    """Rescore the months given (None: the whole year) and their quarters and the year;
-    keep them and return those that changed."""
-    await scores.touch_year(unit_id, year, session)  # serialises rescoring of the unit's year
-    kept = await scores.of_unit_year(unit_id, year, session)
+    """Rescore, for each unit, the months given (None: the whole year) and their quarters
+    and the year, with one query per kind of fact for all the units; keep the scores and
+    return those that changed."""
+    unit_ids = sorted(months_of_unit)
     every_month = months_of(year)
-    unit = await facts.unit(unit_id, session)
-    activities = await facts.completed_in(unit_id, every_month, session)
-    inspections = await facts.inspections_in(unit_id, every_month, session)
+    units = await facts.units_by_id(unit_ids, session)
+    activities = await facts.completed_in_units(unit_ids, every_month, session)
+    inspections = await facts.inspections_in_units(unit_ids, every_month, session)
+    kept = await scores.of_units_year(unit_ids, year, session)
     projects = await facts.projects_of(int(year), session)
+    new_and_kept: list[tuple[Score, Score | None]] = []
+    for unit_id in unit_ids:
 
-    def facts_of(month: str):  # type: ignore[no-untyped-def]
-        return month_facts(unit, month, activities, inspections, projects)
+        def facts_of(period: str, unit_id: str = unit_id):  # type: ignore[no-untyped-def]
+            return month_facts(units[unit_id], period, activities[unit_id], inspections[unit_id], projects)
 
-    if months is None:
-        new = score_year(year, facts_of, rules)
-    else:
-        new = rescore(sorted(months), facts_of, kept, rules)
-    changed = []
-    for period in sorted(new):
-        if await scores.put(new[period], kept.get(period), now, session):
-            changed.append(new[period])
-    return changed
+        months = months_of_unit[unit_id]
+        if months is None:
+            new = score_year(year, facts_of, rules)
+        else:
+            new = rescore(sorted(months), facts_of, kept[unit_id], rules)
+        new_and_kept += [(new[p], kept[unit_id].get(p)) for p in sorted(new)]
+    return await scores.put_many(new_and_kept, now, session)
 
 
 def score_updates(cause_key: str, score: Score, now: datetime) -> list[CloudEvent]:
@@ -362,7 +444,7 @@ async def recompute(unit_id: str, year: str) -> int:
         async with service.mongo.start_session() as session, await session.start_transaction():
             now = datetime.now(UTC)
             revision = await scores.touch_year(unit_id, year, session)
-            changed = await rescore_unit_year(unit_id, year, None, now, session)
+            changed = await rescore_units(year, {unit_id: None}, now, session)
             # Named after this rescoring of the unit's year (its revision), so a later
             # recompute that changes the same score again is a new announcement.
             cause = f"recompute|{unit_id}|{year}|{revision}"
@@ -384,7 +466,12 @@ async def recompute_if_rules_changed() -> None:
         await recompute_all()
 
 
-service.on_start += [facts.ensure_indexes, scores.ensure_indexes, recompute_if_rules_changed]
+service.on_start += [
+    facts.ensure_indexes,
+    scores.ensure_indexes,
+    rescoring.ensure_indexes,
+    recompute_if_rules_changed,
+]
 
 
 def create_app() -> FastAPI:

@@ -13,3 +13,7 @@ class SupervisionSettings(CommonSettings):
     # it for view links of the evidence photos (with the office's key) straight from the
     # page, so supervision itself never calls another service. Empty: photos are not shown.
     evidence_url: str = "http://127.0.0.1:8003"
+    # The rescorer: how many marked unit-years one transaction rescores, and how often it
+    # looks for marks when no handler woke it (marks left by a crash are found this way).
+    rescore_batch: int = 100
+    rescore_interval_s: float = 1.0

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
+from uuid import uuid4
 
-from pymongo import ReturnDocument
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -196,6 +197,23 @@ class FactStore:
         ).to_list(None)
         return [to_activity(d) for d in sorted(docs, key=lambda d: d["_id"])]
 
+    async def units_by_id(self, unit_ids: list[str], session: Session | None = None) -> dict[str, Unit]:
+        docs = await self.units.find({"_id": {"$in": unit_ids}}, session=session).to_list(None)
+        found = {d["_id"]: _unit(d) for d in docs}
+        return {u: found.get(u) or Unit(u) for u in unit_ids}
+
+    async def completed_in_units(
+        self, unit_ids: list[str], months: list[str], session: Session | None = None
+    ) -> dict[str, list[Activity]]:
+        """``completed_in`` for many units with one query (the rescorer's batches)."""
+        docs = await self.activities.find(
+            {"unit_id": {"$in": unit_ids}, "completion.period": {"$in": months}}, session=session
+        ).to_list(None)
+        out: dict[str, list[Activity]] = {u: [] for u in unit_ids}
+        for d in sorted(docs, key=lambda d: d["_id"]):
+            out[d["unit_id"]].append(to_activity(d))
+        return out
+
     async def years_of(self, unit_id: str, session: Session | None = None) -> set[str]:
         docs = await self.activities.find(
             {"unit_id": unit_id, "completion": {"$exists": True}}, {"completion.period": 1}, session=session
@@ -261,6 +279,17 @@ class FactStore:
             {"unit_id": unit_id, "period": {"$in": months}}, session=session
         ).to_list(None)
         return [to_inspection(d) for d in docs]
+
+    async def inspections_in_units(
+        self, unit_ids: list[str], months: list[str], session: Session | None = None
+    ) -> dict[str, list[Inspection]]:
+        docs = await self.inspections.find(
+            {"unit_id": {"$in": unit_ids}, "period": {"$in": months}}, session=session
+        ).to_list(None)
+        out: dict[str, list[Inspection]] = {u: [] for u in unit_ids}
+        for d in docs:
+            out[d["unit_id"]].append(to_inspection(d))
+        return out
 
     async def unit_year_ids(self) -> set[tuple[str, str]]:
         """Every (unit, year) with a fact: what a full recompute covers."""
@@ -343,6 +372,17 @@ class ScoreStore:
         ).to_list(None)
         return {d["period"]: to_score(d) for d in docs}
 
+    async def of_units_year(
+        self, unit_ids: list[str], year: str, session: Session | None = None
+    ) -> dict[str, dict[str, Score]]:
+        docs = await self.scores.find(
+            {"unit_id": {"$in": unit_ids}, "year": year, "score": {"$exists": True}}, session=session
+        ).to_list(None)
+        out: dict[str, dict[str, Score]] = {u: {} for u in unit_ids}
+        for d in docs:
+            out[d["unit_id"]][d["period"]] = to_score(d)
+        return out
+
     async def years_of_unit(self, unit_id: str, session: Session | None = None) -> list[str]:
         return sorted(await self.scores.distinct("year", {"unit_id": unit_id}, session=session))
 
@@ -375,6 +415,26 @@ class ScoreStore:
         )
         return True
 
+    async def put_many(
+        self, scores: list[tuple[Score, Score | None]], updated_at: datetime, session: Session
+    ) -> list[Score]:
+        """Keep each ``(score, kept before)`` that changed, with one bulk write; the changed."""
+        changed = [score for score, before in scores if score != before]
+        if changed:
+            await self.scores.bulk_write(
+                [
+                    UpdateOne(
+                        {"_id": f"{score.unit_id}|{score.period}"},
+                        {"$set": {**score_fields(score), "year": score.period[:4], "updated_at": updated_at}},
+                        upsert=True,
+                    )
+                    for score in changed
+                ],
+                ordered=False,
+                session=session,
+            )
+        return changed
+
     async def for_period(self, period: str) -> list[Score]:
         return [to_score(d) async for d in self.scores.find({"period": period, "score": {"$exists": True}})]
 
@@ -403,3 +463,47 @@ def to_score(doc: Document) -> Score:
         items=tuple(ItemResult(**{**i, "facts": tuple(i["facts"])}) for i in doc["items"]),
         rules_version=doc["rules_version"],
     )
+
+
+class RescoreQueue:
+    """The unit-years whose facts changed and whose scores are not recomputed yet (待重算).
+
+    A fact's handler records the fact and marks its unit's months here, in its transaction;
+    the rescorer takes marks in batches and rescores many units with a few queries and one
+    bulk write, instead of a dozen round trips per fact. Both write the mark's document: a
+    fact handled while its unit is being rescored conflicts with that rescoring, and one of
+    the two transactions is retried and sees the other (no score is left stale).
+    """
+
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.marks = db.to_rescore
+
+    async def ensure_indexes(self) -> None:
+        await self.marks.create_index("since")
+
+    async def mark(self, unit_id: str, year: str, months: set[str], at: datetime, session: Session) -> None:
+        await self.marks.update_one(
+            {"_id": f"{unit_id}|{year}"},
+            {
+                "$addToSet": {"months": {"$each": sorted(months)}},
+                "$inc": {"revision": 1},
+                "$setOnInsert": {"unit_id": unit_id, "year": year, "since": at, "created": uuid4().hex},
+            },
+            upsert=True,
+            session=session,
+        )
+
+    async def oldest(self, limit: int) -> list[str]:
+        """The ids of the marks waiting longest."""
+        docs = await self.marks.find({}, {"_id": 1}).sort("since", 1).limit(limit).to_list(None)
+        return [d["_id"] for d in docs]
+
+    async def take(self, ids: list[str], session: Session) -> list[Document]:
+        """The marks still there (read in the rescoring's transaction), removed with it."""
+        docs = await self.marks.find({"_id": {"$in": ids}}, session=session).to_list(None)
+        if docs:
+            await self.marks.delete_many({"_id": {"$in": [d["_id"] for d in docs]}}, session=session)
+        return docs
+
+    async def count(self) -> int:
+        return await self.marks.count_documents({})

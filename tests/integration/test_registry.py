@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import secrets
 from datetime import UTC, datetime, timedelta
@@ -11,7 +10,7 @@ from types import ModuleType
 
 from shared.events import UnitKind, UnitRegistered, UnitRegisteredEvent, new_event
 from tests.conftest import Infra
-from tests.support import Tap, dead_letters
+from tests.support import Tap, dead_letters, town_code
 from wmsj.client import TownshipClient
 
 T0 = datetime(2020, 6, 1, tzinfo=UTC)
@@ -22,12 +21,9 @@ def unit_event(unit_id: str, name: str = "禾青镇", at: datetime = T0, **extra
     return new_event(UnitRegisteredEvent, data, source="/townships/test", time=at)  # type: ignore[return-value]
 
 
-_IDS = itertools.count(secrets.randbelow(500))
-
-
 def fresh_id() -> str:
     """A township division code of its own for each test (9 digits, as the rules require)."""
-    return f"431381{next(_IDS) % 1000:03d}"
+    return town_code()
 
 
 async def test_a_registered_unit_is_stored_and_republished_as_accepted(

@@ -373,6 +373,9 @@ async def test_incremental_scores_through_the_broker_equal_a_full_recompute(
     while await supervision.service.db.inbox.count_documents({"_id": {"$in": keys}}) < len(keys):
         assert asyncio.get_running_loop().time() < deadline, "the events were not all handled"
         await asyncio.sleep(0.5)
+    while await supervision.rescoring.count():  # and the months they touched all rescored
+        assert asyncio.get_running_loop().time() < deadline, "the marked months were not all rescored"
+        await asyncio.sleep(0.5)
     kept = {u: await supervision.scores.of_unit_year(u, "2020") for u in units}
     assert all(len(k) == 17 for k in kept.values())
     assert [await supervision.recompute(u, "2020") for u in units] == [0] * len(units)

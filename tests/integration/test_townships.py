@@ -32,18 +32,15 @@ from shared.events import (
 )
 from shared.events.activities import VolunteerAttendance, VolunteerSignedUpEvent
 from shared.events.evidence import EvidenceReviewed, EvidenceReviewedEvent
+from shared.events.supervision import InspectionRecorded, InspectionRecordedEvent
 from shared.identity import township_user
 from tests.conftest import Infra
-from tests.support import Tap
+from tests.support import Tap, town_code
 from wmsj.client import TownshipClient
 from wmsj.townships import declare_reply_queue, rabbitmqctl_commands
 
 T0 = datetime(2020, 6, 1, tzinfo=UTC)
 K = UnitKind
-
-
-def town_code() -> str:
-    return f"431381{secrets.randbelow(1000):03d}"
 
 
 def registered(
@@ -314,10 +311,7 @@ async def test_a_message_without_user_id_is_refused(
 
 
 def two_towns() -> tuple[str, str]:
-    a, b = town_code(), town_code()
-    while b == a:
-        b = town_code()
-    return a, b
+    return town_code(), town_code()
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 60) -> None:
@@ -450,10 +444,23 @@ async def test_the_services_refuse_office_only_events_from_a_township_the_broker
         source=f"/townships/{a}",
         time=T0,
     )
+    inspection = new_event(
+        InspectionRecordedEvent,
+        InspectionRecorded(
+            inspection_id=f"i-{secrets.token_hex(4)}",
+            unit_id=a,
+            period="2020-06",
+            inspected_at=T0,
+            inspector="A镇自查",
+        ),
+        source=f"/townships/{a}",
+        time=T0,
+    )
     await town_a.publish(projects)  # the broker lets it through this time
     await town_a.publish(review)
+    await town_a.publish(inspection)
 
-    by_type = {r.rejected_type: r for r in await town_a.wait_for_rejections(2, timeout=30)}
+    by_type = {r.rejected_type: r for r in await town_a.wait_for_rejections(3, timeout=30)}
     user = township_user(a)
     assert by_type[projects.type].reason == (
         f"only the city office may publish {projects.type}; {user} is township {a}'s system"
@@ -464,6 +471,11 @@ async def test_the_services_refuse_office_only_events_from_a_township_the_broker
         == f"only the city office may publish {review.type}; {user} is township {a}'s system"
     )
     assert by_type[review.type].rejected_by == "evidence"
+    assert (by_type[inspection.type].reason, by_type[inspection.type].rejected_by) == (
+        f"only the city office may publish {inspection.type}; {user} is township {a}'s system",
+        "supervision",
+    )
+    assert await apps["supervision"].facts.inspections_in(a, ["2020-06"]) == []
     assert version not in [v.version for v in await apps["activities"].project_lists.of_year(2020)]
 
 
