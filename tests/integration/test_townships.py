@@ -43,7 +43,10 @@ K = UnitKind
 
 
 def town_code() -> str:
-    return f"431381{secrets.randbelow(1000):03d}"
+    # A million codes, not a thousand: township users are broker-wide, and the units stay in
+    # this run's databases, so a code drawn twice (by two tests, or by two runs at once on one
+    # broker) would make one test see the other's units and users.
+    return f"431{secrets.randbelow(10**6):06d}"
 
 
 def registered(
@@ -71,7 +74,8 @@ async def townships(infra: Infra, apps: dict[str, ModuleType]) -> AsyncIterator[
         lets it publish every routing key, as a user made by hand might, so that what the
         services themselves refuse can be seen."""
         if township_id not in made:
-            made[township_id] = password = secrets.token_urlsafe(12)
+            # Hex: a password that begins with "-" would be read by rabbitmqctl as an option.
+            made[township_id] = password = secrets.token_hex(12)
             for args in rabbitmqctl_commands(township_id, password, vhost=vhost):
                 infra.rabbitmqctl(args)
             await declare_reply_queue(infra.amqp_url, township_id)
