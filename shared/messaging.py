@@ -250,21 +250,3 @@ async def retry_transient(
             await _sleep(delay)
             delay = min(delay * 2, max_delay)
             attempt += 1
-
-
-async def wait_until_known(
-    lookup: Callable[[], Awaitable[T | None]], *, within: float, what: str, poll: float = 0.5
-) -> T | None:
-    """``lookup()`` until it finds something, or None once ``within`` seconds have passed.
-
-    For a fact that travels a longer way than the message that needs it (a unit comes
-    township → registry → wmsj.events → this service): the message stays unacknowledged
-    meanwhile, so it is only delayed, and redelivered if this process dies.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        found = await retry_transient(lookup, what=what)
-        if found is not None or loop.time() >= deadline:
-            return found
-        await asyncio.sleep(poll)

@@ -27,6 +27,21 @@ class CommonSettings(BaseSettings):
     prefetch: int = 32
 
 
+class HoldSettings(CommonSettings):
+    """The settings of a service that holds early events (``shared.holds``; the registry's
+    unit placeholders too)."""
+
+    # An event that arrives before what it needs (a unit's parent, the unit it is about, its
+    # activity, its order) is held (it may only be early) this long, then refused on the
+    # sender's reply queue: long enough for any re-ordering on the way and for a township
+    # that registers the unit minutes later, short enough for it to act on a refusal the
+    # same day.
+    hold_s: float = 3600
+    # How often held events are looked at: released if what they wait for is known by now,
+    # refused if they have outstayed the hold.
+    hold_sweep_interval_s: float = 60
+
+
 class S3Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WMSJ_S3_", extra="ignore")
 

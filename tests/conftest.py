@@ -31,7 +31,7 @@ class Infra:
     s3_access_key: str
     s3_secret_key: str
     run_id: str  # names every queue host, database and bucket this run makes
-    rabbitmqctl: Callable[[list[str]], None]
+    rabbitmqctl: Callable[[list[str]], str]  # runs it; returns its output
 
     def env(self, name: str = "") -> dict[str, str]:
         """The environment a service process (or an in-process service) is configured by.
@@ -101,8 +101,8 @@ def _local_servers(run_id: str) -> Iterator[Infra]:
     if not shutil.which("rabbitmqctl"):
         pytest.exit("no Docker engine and no rabbitmqctl: run scripts/services.sh start first", 2)
 
-    def rabbitmqctl(args: list[str]) -> None:
-        subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True)
+    def rabbitmqctl(args: list[str]) -> str:
+        return subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, text=True).stdout
 
     # A virtual host of our own: services someone runs with ``wmsj up`` on this broker
     # never see the tests' messages, nor the tests theirs.
@@ -161,7 +161,7 @@ def _containers(run_id: str) -> Iterator[Infra]:
             s3_access_key="minioadmin",
             s3_secret_key="minioadmin",
             run_id=run_id,
-            rabbitmqctl=lambda args: rabbit.exec(["rabbitmqctl", "-q", *args]),
+            rabbitmqctl=lambda args: rabbit.exec(["rabbitmqctl", "-q", *args]).output.decode(),
         )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
+import secrets
 import socket
 import subprocess
 import time
@@ -19,15 +19,19 @@ import aio_pika
 
 from shared.events import CloudEvent, parse_event
 
-# Township division codes 431381200–431381699 handed out once each per test process: the
-# units registered by a run stay in its database, so a code drawn twice would find its
-# township already there. (Other codes are fixed in some tests: 101–103, 700–999.)
-_TOWN_CODES = iter(random.sample(range(200, 700), 500))
+_TOWN_CODES_USED: set[str] = set()
 
 
 def town_code() -> str:
-    """A township division code no other test of this run uses (9 digits)."""
-    return f"431381{next(_TOWN_CODES)}"
+    """A township division code (9 digits) no other test of this process uses, drawn from a
+    million: township users are broker-wide and a run's units stay in its databases, so a
+    code drawn twice (by two tests, or by two runs at once on one broker) would let one test
+    see another's units and users. Codes under 431381 are left to the tests that fix theirs."""
+    while True:
+        code = f"431{secrets.randbelow(10**6):06d}"
+        if not code.startswith("431381") and code not in _TOWN_CODES_USED:
+            _TOWN_CODES_USED.add(code)
+            return code
 
 
 class Tap:

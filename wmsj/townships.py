@@ -35,6 +35,9 @@ def permissions(township_id: str) -> tuple[str, str, str, str]:
 
 def rabbitmqctl_commands(township_id: str, password: str, vhost: str = "/") -> list[list[str]]:
     """The ``rabbitmqctl`` arguments that create (or re-permission) a township's user."""
+    if password.startswith("-"):
+        # rabbitmqctl would read it as an option, and fail or do something else.
+        raise ValueError("a township password may not start with '-'")
     user = township_user(township_id)
     configure, write, read, topic = permissions(township_id)
     return [
@@ -64,7 +67,9 @@ def add_township(
     """Create the township's user, permissions and reply queue; returns (user, password)."""
     import asyncio
 
-    password = password or secrets.token_urlsafe(18)
+    # Hex, not urlsafe base64: one of those in 64 starts with "-", which rabbitmqctl takes
+    # for an option.
+    password = password or secrets.token_hex(24)
     for args in rabbitmqctl_commands(township_id, password, vhost):
         result = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True)
         if result.returncode != 0 and not (args[0] == "add_user" and "already_exists" in result.stderr):

@@ -95,8 +95,9 @@ from shared.events.activities import (
     VolunteerSignedUpEvent,
     VolunteerWithdrewEvent,
 )
+from shared.holds import Awaited, Held, Holds
 from shared.identity import Publisher, owning_township, publisher_of
-from shared.messaging import InvalidEvent, wait_until_known
+from shared.messaging import InvalidEvent, retry_transient
 from shared.service import Service
 from shared.topology import ACTIVITIES_EVENTS, ACTIVITIES_INGRESS
 
@@ -164,10 +165,20 @@ Submission = Annotated[
 async def on_submission(event: Submission, message: RabbitMessage) -> None:
     """The office's key project list; a unit's activities, orders (四单) and attendance."""
     # A redelivered duplicate changes nothing, even if its unit has since moved out of the
-    # sender's township: it is not judged again.
+    # sender's township: it is not judged again. Nor is a duplicate of a held event.
     if await service.already_handled(event):
         return
-    await check_scope(event, publisher_of(message))  # who: the broker-checked user_id
+    # Who: the broker-checked user_id; reply_to: kept with the event if it is held.
+    await handle(event, publisher_of(message), message.reply_to or None)
+
+
+async def handle(event: Submission, who: Publisher, reply_to: str | None, held: Held | None = None) -> None:
+    """Handle a submission fresh from the queue, or ``held`` one now that what it waited for
+    has arrived (the same rules, with the publisher stored when it was held): an event about
+    something not known yet is held (``holds``), else it is applied once."""
+    if awaited := await check_scope(event, who):
+        await holds.hold(event, who, reply_to, awaited, held)
+        return
     if isinstance(event, ProjectListPublishedEvent):
         effect = _project_list(event)
     elif isinstance(event, LIFECYCLE):
@@ -176,60 +187,72 @@ async def on_submission(event: Submission, message: RabbitMessage) -> None:
         effect = _order(event)
     else:
         effect = _attendance(event)
-    await service.process(event, effect)
+    if held is None:
+        await service.process(event, effect)
+    elif not await holds.settle(held, effect):
+        return  # released by another path meanwhile
+    if isinstance(event, OrderPlacedEvent):  # the ratings that overtook it
+        await holds.release(Awaited("order", event.data.order_id))
 
 
-async def check_scope(event: Submission, who: Publisher) -> None:
-    """Refuse a township's event of an office-only type, or about a unit outside its subtree.
+async def check_scope(event: Submission, who: Publisher) -> Awaited | None:
+    """Refuse a township's event of an office-only type, or about a unit outside its subtree;
+    return what it must wait for (a unit, or a rating's order) if that is not known yet.
 
     The office may publish anything about any unit, known or not: nothing is looked up. For
     a township, every unit the event names (``domain.scope``) must be known here, to tell
     whose it is. Units come from the registry's accepted facts on ``activities.events``, a
-    longer way than the submission, so a unit not known yet is waited for
-    (``unknown_unit_wait_s``; the message stays unacknowledged, only delayed) and the event
-    is then refused: "unit X is not registered; register it first". A rating waits likewise
-    for its order's placement (the rating is about the units the order was placed with).
-    Checked before anything is stored; a unit that moves to another township afterwards
-    does not undo what its former township stated before the move.
+    longer way than the submission, so an event naming a unit not known yet is held until it
+    arrives (``shared.holds``), and refused late if it does not within the hold. A rating
+    waits likewise for its order's placement (the rating is about the units the order was
+    placed with). What can be refused now is: a known unit of another township refuses the
+    event even while another unit it names is still awaited. Checked before anything is
+    stored; a unit that moves to another township afterwards does not undo what its former
+    township stated before the move.
     """
     if who.is_office:
-        return
+        return None
     if reason := who.may_not_publish_type(event.type, event.PUBLISHED_BY):
         raise InvalidEvent(reason)
     placed: list[dict[str, Any]] = []
     if isinstance(event, OrderRatedEvent):
         order_id = event.data.order_id
-        placed = (
-            await wait_until_known(
-                lambda: _placements(order_id),
-                within=settings.unknown_unit_wait_s,
-                what=f"looking up order {order_id}",
-            )
-            or []
-        )
+        placed = await retry_transient(lambda: _placements(order_id), what=f"looking up order {order_id}")
         if not placed:
-            raise InvalidEvent(
-                f"order {order_id} has not been placed (点单); a rating (评单) follows its order"
-            )
+            return Awaited("order", order_id)
+    unknown: list[str] = []
     for unit_id in units_named(event.data, placed):
-        if reason := who.may_not_publish_about(unit_id, await _owner(unit_id)):
+        unit = await _unit(unit_id)
+        if unit is None:
+            unknown.append(unit_id)
+        elif reason := who.may_not_publish_about(
+            unit_id, owning_township(unit["_id"], unit["kind"], unit.get("township_id"))
+        ):
             raise InvalidEvent(reason)
+    return Awaited("unit", unknown[0]) if unknown else None
 
 
-async def _owner(unit_id: str) -> str | None:
-    """The owning township of a unit, waiting a while for the unit; InvalidEvent if unknown."""
-    unit = await wait_until_known(
-        lambda: units.get(unit_id), within=settings.unknown_unit_wait_s, what=f"looking up unit {unit_id}"
-    )
-    if unit is None:
-        raise InvalidEvent(f"unit {unit_id} is not registered; register it first")
-    return owning_township(unit["_id"], unit["kind"], unit.get("township_id"))
+async def _unit(unit_id: str) -> dict[str, Any] | None:
+    return await retry_transient(lambda: units.get(unit_id), what=f"looking up unit {unit_id}")
 
 
-async def _placements(order_id: str) -> list[dict[str, Any]] | None:
+async def _placements(order_id: str) -> list[dict[str, Any]]:
     order = await orders.get(order_id)
-    found = [s.data for s in order.statements if s.kind == "placed"] if order else []
-    return found or None
+    return [s.data for s in order.statements if s.kind == "placed"] if order else []
+
+
+async def known(awaited: Awaited) -> bool:
+    """Whether what a held event waits for is known here now."""
+    if awaited.kind == "order":
+        return bool(await _placements(awaited.id))
+    return await units.get(awaited.id) is not None
+
+
+async def handle_held(held: Held) -> None:
+    await handle(held.event, held.who, held.reply_to, held)  # type: ignore[arg-type]  # one of ours
+
+
+holds = Holds(service, settings, known, handle_held)
 
 
 def _project_list(event: ProjectListPublishedEvent) -> Any:
@@ -433,13 +456,16 @@ def _attendance_credit(
 
 @service.consumes(ACTIVITIES_EVENTS, UnitRegisteredEvent, title="activities.events:unit-registered")
 async def on_unit(event: UnitRegisteredEvent) -> None:
-    """The registry accepted a unit: learn its parent (escalation) and that it exists (warning)."""
+    """The registry accepted a unit: learn its parent (escalation) and that it exists (warning),
+    and handle the events held for it."""
 
     async def effect(session: AsyncClientSession) -> list[CloudEvent[Any]]:
         await units.put(event.data.model_dump(mode="json"), statement(event.time, event.data), session)
         return []
 
     await service.process(event, effect)
+    # Also for a duplicate: the first delivery may have died before it released them.
+    await holds.release(Awaited("unit", event.data.unit_id))
 
 
 # ----------------------------------------------------------------------------- timers

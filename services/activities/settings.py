@@ -1,7 +1,7 @@
-from shared.settings import CommonSettings
+from shared.settings import HoldSettings
 
 
-class ActivitiesSettings(CommonSettings):
+class ActivitiesSettings(HoldSettings):  # hold_s, hold_sweep_interval_s: events held early
     http_port: int = 8002
     # 四单: an order not accepted within this time escalates to the level above.
     order_accept_hours: float = 48
@@ -10,6 +10,3 @@ class ActivitiesSettings(CommonSettings):
     warning_from_day: int = 20
     # How often the timers (escalation, early warning) look.
     timer_interval_s: float = 60
-    # A township's submission about a unit not known here yet waits this long for the
-    # registry's accepted unit (it travels a longer way), then is refused ("register it first").
-    unknown_unit_wait_s: float = 30.0

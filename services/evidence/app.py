@@ -30,7 +30,6 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from services.evidence import api
 from services.evidence.domain import (
     Counted,
-    KnownActivity,
     Occurrence,
     Photo,
     RefusedEvidence,
@@ -69,8 +68,9 @@ from shared.events.evidence import (
     EvidenceStoredV2,
     EvidenceStoredV2Event,
 )
+from shared.holds import Awaited, Held, Holds
 from shared.identity import Publisher, owning_township, publisher_of
-from shared.messaging import InvalidEvent, retry_transient, wait_until_known
+from shared.messaging import InvalidEvent, retry_transient
 from shared.mongo import Document
 from shared.service import Service
 from shared.topology import EVIDENCE_EVENTS, EVIDENCE_INGRESS
@@ -102,51 +102,66 @@ FactEvent = Annotated[
 async def on_ingress(event: IngressEvent, message: RabbitMessage) -> None:
     """A unit reports picture-and-text material (上报图文资料), or the office reviews it (审核)."""
     # A redelivered duplicate changes nothing, even if its unit has since moved out of the
-    # sender's township: it is not judged again.
+    # sender's township: it is not judged again. Nor is a duplicate of a held submission.
     if await service.already_handled(event):
         return
-    await check_scope(event, publisher_of(message))  # who: the broker-checked user_id
+    who = publisher_of(message)  # the broker-checked user_id
     if isinstance(event, EvidenceSubmittedEvent):
-        await on_evidence_submitted(event)
+        await on_evidence_submitted(event, who, message.reply_to or None)
     else:
+        await check_scope(event, who)
         await on_evidence_reviewed(event)
 
 
-async def check_scope(event: EvidenceSubmittedEvent | EvidenceReviewedEvent, who: Publisher) -> None:
-    """Refuse a township's review (office only) or its evidence about a unit outside its subtree.
+async def check_scope(
+    event: EvidenceSubmittedEvent | EvidenceReviewedEvent, who: Publisher
+) -> Awaited | None:
+    """Refuse a township's review (office only) or its evidence about a unit outside its
+    subtree; return the unit to wait for if it is not known yet.
 
     Checked first, before the upload is read or kept. The office may submit and review
     anything: nothing is looked up. For a township the unit must be known here, to tell
     whose it is; the registry's accepted unit comes on ``evidence.events``, a longer way than
-    the submission, so a unit not known yet is waited for (``unknown_unit_wait_s``; the
-    message stays unacknowledged, only delayed) and the evidence is then refused: "unit X is
-    not registered; register it first". The activity's own unit must be the same unit
-    (``check_activity``), so a township cannot attach evidence to another's activity either.
+    the submission, so evidence about a unit not known yet is held until it arrives
+    (``shared.holds``), and refused late if it does not within the hold. The activity's own
+    unit must be the same unit (``check_activity``), so a township cannot attach evidence to
+    another's activity either.
     """
     if who.is_office:
-        return
+        return None
     if reason := who.may_not_publish_type(event.type, event.PUBLISHED_BY):
         raise InvalidEvent(reason)
     if isinstance(event, EvidenceSubmittedEvent):
         unit_id = event.data.unit_id
-        unit = await wait_until_known(
-            lambda: evidence.unit(unit_id),
-            within=settings.unknown_unit_wait_s,
-            what=f"looking up unit {unit_id}",
-        )
+        unit = await retry_transient(lambda: evidence.unit(unit_id), what=f"looking up unit {unit_id}")
         if unit is None:
-            raise InvalidEvent(f"unit {unit_id} is not registered; register it first")
+            return Awaited("unit", unit_id)
         if reason := who.may_not_publish_about(unit_id, unit["owner"]):
             raise InvalidEvent(reason)
+    return None
 
 
-async def on_evidence_submitted(event: EvidenceSubmittedEvent) -> None:
+async def on_evidence_submitted(
+    event: EvidenceSubmittedEvent, who: Publisher, reply_to: str | None, held: Held | None = None
+) -> None:
+    """Evidence fresh from the queue, or ``held`` evidence now that what it waited for has
+    arrived (the same rules, with the publisher stored when it was held). Evidence about a
+    unit not known yet, or for an activity not scheduled yet (the schedule travels a longer
+    way: township → activities → wmsj.events), is held until it arrives (``holds``)."""
     data = event.data
-    if await service.already_handled(event):
-        return
     try:
-        check_declared(data)
-        activity = await wait_for_activity(data.activity_id)
+        awaited = await check_scope(event, who)
+        check_declared(data)  # what can be refused now is, held or not
+        activity = None
+        if awaited is None:
+            activity = await retry_transient(
+                lambda: evidence.known_activity(data.activity_id),
+                what=f"looking up activity {data.activity_id}",
+            )
+            awaited = None if activity else Awaited("activity", data.activity_id)
+        if awaited is not None:
+            await holds.hold(event, who, reply_to, awaited, held)
+            return
         check_activity(data, activity)
         found = await retry_transient(
             lambda: objects.inspect_upload(data.object_key), what=f"reading upload {data.object_key}"
@@ -265,7 +280,10 @@ async def on_evidence_submitted(event: EvidenceSubmittedEvent) -> None:
         )
         return published + await count_on_activity(event.key, data.activity_id, item, session)
 
-    await service.process(event, effect)
+    if held is None:
+        await service.process(event, effect)
+    else:
+        await holds.settle(held, effect)
 
 
 async def on_evidence_reviewed(event: EvidenceReviewedEvent) -> None:
@@ -301,7 +319,8 @@ async def on_evidence_reviewed(event: EvidenceReviewedEvent) -> None:
 )
 async def on_fact(event: FactEvent) -> None:
     """An accepted schedule (what evidence belongs to), key project list (what it must hold)
-    or unit (which township it is in: whose evidence it may be)."""
+    or unit (which township it is in: whose evidence it may be); then the submissions held
+    for that schedule or unit."""
 
     async def effect(session: AsyncClientSession) -> list[CloudEvent]:
         if isinstance(event, UnitRegisteredEvent):
@@ -327,19 +346,29 @@ async def on_fact(event: FactEvent) -> None:
         return published
 
     await service.process(event, effect)
+    # Also for a duplicate: the first delivery may have died before it released them.
+    if isinstance(event, UnitRegisteredEvent):
+        await holds.release(Awaited("unit", event.data.unit_id))
+    elif isinstance(event, ActivityScheduledEvent):
+        await holds.release(Awaited("activity", event.data.activity_id))
+
+
+async def known(awaited: Awaited) -> bool:
+    """Whether what a held submission waits for is known here now."""
+    if awaited.kind == "activity":
+        return await evidence.known_activity(awaited.id) is not None
+    return await evidence.unit(awaited.id) is not None
+
+
+async def handle_held(held: Held) -> None:
+    assert isinstance(held.event, EvidenceSubmittedEvent)  # the only kind held here
+    await on_evidence_submitted(held.event, held.who, held.reply_to, held)
+
+
+holds = Holds(service, settings, known, handle_held)
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-async def wait_for_activity(activity_id: str) -> KnownActivity | None:
-    """The activity's schedule, waiting a while for it: it travels a longer way (township →
-    activities → wmsj.events) than the evidence, so it may arrive just after."""
-    return await wait_until_known(
-        lambda: evidence.known_activity(activity_id),
-        within=settings.unknown_activity_wait_s,
-        what=f"looking up activity {activity_id}",
-    )
 
 
 async def read_photo(key: str, content_type: str) -> tuple[Photo | None, bytes | None]:

@@ -117,8 +117,8 @@ def check_activity(data: EvidenceSubmitted, activity: KnownActivity | None) -> N
     """Evidence belongs to a scheduled activity of the unit that reports it.
 
     Townships schedule an activity before they report its photos; a submission that arrives
-    just before the schedule has reached this service is waited for (see the app) and only
-    refused if the schedule still is not known — the township then resubmits it."""
+    before the schedule has reached this service is held until it does (see the app), and
+    refused late if it never does — the township then schedules the activity and resubmits."""
     if activity is None:
         raise RefusedEvidence(
             f"unknown activity {data.activity_id!r}: schedule it first (wmsj.activity.scheduled.v1), "

@@ -18,7 +18,8 @@ communities under those, practice institutes (所) and stations (站) and volunt
 Out of order: a child may arrive before its parent. It is then *held* (not refused: it is
 only early) and applied, with every rule, when the parent arrives. So is a volunteer whose
 unit is not known yet. A hold is bounded: a statement still waiting after the hold time is
-refused (``outstayed``, ``outstayed_reason``), so that every statement gets an answer.
+refused (``outstayed``, from ``shared.holds`` like the other services' holds, and
+``outstayed_reason``), so that every statement gets an answer.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from typing import Any
 
 from shared.events import UnitKind, UnitRegistered, statement
 from shared.events.units import UnitRegisteredV2
+from shared.holds import duration
+from shared.holds import outstayed as outstayed  # the registry's rule, shared with the other holds
 from shared.identity import TOWNSHIP_KINDS, owning_township
 
 K = UnitKind
@@ -237,15 +240,9 @@ def moved_subtree(moved: Unit, descendants: list[Unit]) -> list[Unit]:
     return out
 
 
-def outstayed(waiting: list[dict[str, Any]], now: datetime, hold: timedelta) -> list[dict[str, Any]]:
-    """The held statements that have waited ``hold`` or longer as of ``now``. One held before
-    holds were timed (no ``held_at``) has waited longer than any hold."""
-    return [e for e in waiting if e.get("held_at") is None or e["held_at"] + hold <= now]
-
-
 def outstayed_reason(entry: dict[str, Any], waited_for: str, hold: timedelta) -> str:
     """Why a held statement is refused when its hold runs out: what it waited for, and what to do."""
-    waited = f"(held {_duration(hold)} waiting for it)"
+    waited = f"(held {duration(hold)} waiting for it)"
     if entry.get("what") == "volunteer":
         return (
             f"volunteer {entry['volunteer_id']}: unit {waited_for} is not registered; "
@@ -255,12 +252,3 @@ def outstayed_reason(entry: dict[str, Any], waited_for: str, hold: timedelta) ->
         f"unit {entry['statement']['unit_id']}: its parent {waited_for} is not registered; "
         f"register the parent first, then send the unit again {waited}"
     )
-
-
-def _duration(span: timedelta) -> str:
-    seconds = int(span.total_seconds())
-    if seconds % 3600 == 0:
-        return f"{seconds // 3600} h"
-    if seconds % 60 == 0:
-        return f"{seconds // 60} min"
-    return f"{seconds} s"

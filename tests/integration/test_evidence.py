@@ -194,33 +194,46 @@ async def test_evidence_that_does_not_match_is_refused_with_the_reason(
 # ----------------------------------------------------------------------------- the activity
 
 
-@pytest.fixture
-def short_wait(apps: dict[str, ModuleType], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Hold a submission for an unknown activity 2 s instead of 30 before refusing it."""
-    monkeypatch.setattr(apps["evidence"].settings, "unknown_activity_wait_s", 2.0)
+async def held(apps: dict[str, ModuleType], evidence_id: str, timeout: float = 60) -> dict[str, Any]:
+    """The evidence's held document, once the evidence service has held it."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        for doc in await apps["evidence"].holds.held.find({}).to_list(None):
+            if EvidenceSubmittedEvent.model_validate_json(doc["event"]).data.evidence_id == evidence_id:
+                return doc
+        assert asyncio.get_running_loop().time() < deadline, f"evidence never held {evidence_id}"
+        await asyncio.sleep(0.1)
 
 
-async def test_evidence_for_an_unknown_activity_is_refused_telling_to_schedule_it_first(
+async def test_evidence_for_an_activity_never_scheduled_is_refused_late_telling_to_schedule_it_first(
     infra: Infra,
     apps: dict[str, ModuleType],
     township: TownshipClient,
+    tap: Tap,
     photo: tuple[str, bytes],
-    short_wait: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    holds = apps["evidence"].holds
+    monkeypatch.setattr(apps["evidence"].settings, "hold_s", 120.0)  # a short hold, to see it run out
     await dead_letters(infra.amqp_url)
     key, content = photo
-    event = submitted(key, content, activity_id="a-never-scheduled")
+    event = submitted(key, content, activity_id="a-never-" + secrets.token_hex(4))
     await township.publish(event)
+    doc = await held(apps, event.data.evidence_id)
+    assert doc["awaiting"] == f"activity:{event.data.activity_id}"
 
+    assert await holds.sweep(doc["held_at"] + timedelta(seconds=119)) == []
+    assert await holds.sweep(doc["held_at"] + timedelta(seconds=120)) == [event.id]
     [rejection] = await township.wait_for_rejections(1, timeout=30)
     assert rejection.reason == (
-        "unknown activity 'a-never-scheduled': schedule it first (wmsj.activity.scheduled.v1), "
-        "then submit the evidence again"
+        f"activity {event.data.activity_id} was not scheduled within 2 min; schedule it first "
+        "(wmsj.activity.scheduled.v1), then submit the evidence again"
     )
     assert rejection.rejected_id == event.id and rejection.rejected_by == "evidence"
+    await tap.wait_for(lambda e: e.type == "wmsj.event.rejected.v1" and e.subject == event.id, timeout=30)
     assert await apps["evidence"].evidence.get(event.data.evidence_id) is None
-    [dead] = await dead_letters(infra.amqp_url)
-    assert dead["body"]["id"] == event.id
+    # Its message was acknowledged when it was held: refused late, it is no dead letter.
+    assert await dead_letters(infra.amqp_url) == []
 
 
 async def test_evidence_of_another_units_activity_is_refused(
@@ -233,18 +246,34 @@ async def test_evidence_of_another_units_activity_is_refused(
     assert rejection.reason == f"activity {activity!r} is run by unit '431381101', not '431381102'"
 
 
-async def test_evidence_that_overtakes_its_schedule_waits_for_it_and_is_kept(
-    apps: dict[str, ModuleType], township: TownshipClient, tap: Tap, photo: tuple[str, bytes]
+async def test_evidence_that_overtakes_its_schedule_is_held_and_kept_when_the_schedule_arrives(
+    apps: dict[str, ModuleType], s3: Any, township: TownshipClient, tap: Tap, photo: tuple[str, bytes]
 ) -> None:
     key, content = photo
     schedule_event = schedule()
     event = submitted(key, content, activity_id=schedule_event.data.activity_id)
     await township.publish(event)  # before the schedule: held, not refused
-    await asyncio.sleep(1)
+    doc = await held(apps, event.data.evidence_id)
+    assert doc["awaiting"] == f"activity:{schedule_event.data.activity_id}"
+    # Another unit's evidence for a scheduled activity is kept meanwhile.
+    settings, client = s3
+    other_key, other_content = f"431381102/{secrets.token_hex(4)}.png", png(secrets.randbits(32))
+    upload(client, settings.upload_bucket, other_key, other_content, "image/png")
+    other = submitted(
+        other_key,
+        other_content,
+        unit_id="431381102",
+        activity_id=await scheduled(apps, township, unit_id="431381102"),
+    )
+    await township.publish(other)
+    await tap.wait_for(lambda e: e.type == EvidenceStoredEvent.TYPE and e.subject == other.data.evidence_id)
+    assert await apps["evidence"].evidence.get(event.data.evidence_id) is None
+
     await township.publish(schedule_event)
     await tap.wait_for(
         lambda e: e.type == EvidenceStoredEvent.TYPE and e.subject == event.data.evidence_id, timeout=60
     )
+    assert await apps["evidence"].holds.held.find_one({"_id": event.key}) is None
     assert township.rejections == []
 
 

@@ -6,6 +6,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from shared.events import EVENT_TYPES, OFFICE_EVENTS, TOWNSHIP_EVENTS
 from wmsj.cli import main
 from wmsj.townships import permissions, rabbitmqctl_commands
@@ -37,6 +39,11 @@ def test_the_commands_create_the_user_then_its_permissions():
     assert [c[0] for c in commands] == ["add_user", "set_permissions", "set_topic_permissions"]
     assert commands[0][1:] == ["township-431381101", "pw"]
     assert commands[2][4] == "wmsj.ingress"
+
+
+def test_a_password_rabbitmqctl_would_read_as_an_option_is_refused():
+    with pytest.raises(ValueError, match="may not start with '-'"):
+        rabbitmqctl_commands("431381101", "-abc")
 
 
 def _event(unit_id: str, **data: object) -> str:
