@@ -141,9 +141,7 @@ class Outbox:
         async with self._lock:  # one relay at a time keeps the order and avoids double sends
             published = 0
             while True:
-                batch = (
-                    await self.db.outbox.find({}).sort("_id", ASCENDING).to_list(self.BATCH)
-                )
+                batch = await self.db.outbox.find({}).sort("_id", ASCENDING).to_list(self.BATCH)
                 if not batch:
                     return published
                 # Sent together (the channel keeps their order), confirmed together.
