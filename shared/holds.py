@@ -46,6 +46,7 @@ from shared.events import CloudEvent, EventRejected, EventRejectedEvent, derived
 from shared.identity import Publisher
 from shared.messaging import InvalidEvent, retry_transient
 from shared.mongo import Document, Effect, Outgoing, Reply, stage
+from shared.rounds import run_rounds
 
 if TYPE_CHECKING:
     from shared.service import Service
@@ -319,14 +320,9 @@ class Holds:
         return refused
 
     async def run_sweeps(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.hold_sweep_interval_s)
-            try:
-                await self.sweep(datetime.now(UTC))
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # the next round tries again
-                self.log.warning("hold sweep failed: %s", error)
+        await run_rounds(
+            lambda: self.sweep(datetime.now(UTC)), self.settings.hold_sweep_interval_s, "hold sweep", self.log
+        )
 
     async def transaction(self, what: str, work: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
         """``work`` in one transaction, retried while the database is away or on a write

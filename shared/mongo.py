@@ -27,6 +27,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import CollectionInvalid, DuplicateKeyError
 
 from shared.events import CloudEvent
+from shared.rounds import run_rounds
 
 if TYPE_CHECKING:
     from shared.messaging import EventBus
@@ -176,15 +177,4 @@ class Outbox:
     async def run_forever(self, interval: float = 1.0) -> None:
         """Relay whenever a handler wakes us, and every ``interval`` regardless: that also
         catches entries whose handler crashed before waking us."""
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await self._wake.wait()
-            self._wake.clear()
-            try:
-                await self.relay()
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # the next round retries; the entries stay pending
-                log.warning("outbox relay failed: %s", error)
-                await asyncio.sleep(interval)
+        await run_rounds(self.relay, interval, "outbox relay", log, wake=self._wake)

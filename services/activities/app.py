@@ -24,7 +24,6 @@ through this service's API and the events above.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -98,6 +97,7 @@ from shared.events.activities import (
 from shared.holds import Awaited, Held, Holds
 from shared.identity import Publisher, owning_township, publisher_of
 from shared.messaging import InvalidEvent, retry_transient
+from shared.rounds import run_rounds
 from shared.service import Service
 from shared.topology import ACTIVITIES_EVENTS, ACTIVITIES_INGRESS
 
@@ -551,14 +551,7 @@ async def tick(now: datetime) -> None:
 
 
 async def run_timers() -> None:
-    while True:
-        await asyncio.sleep(settings.timer_interval_s)
-        try:
-            await tick(datetime.now(UTC))
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:  # the next round tries again
-            log.warning("timer round failed: %s", error)
+    await run_rounds(lambda: tick(datetime.now(UTC)), settings.timer_interval_s, "timer round", log)
 
 
 service.background.append(run_timers)

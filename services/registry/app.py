@@ -15,7 +15,6 @@ to the sender's reply queue as well as to the office.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -61,6 +60,7 @@ from shared.identity import Publisher, Unidentified, identify, publisher_of
 from shared.messaging import InvalidEvent
 from shared.mongo import Effect, Outgoing, Reply
 from shared.pii import vault
+from shared.rounds import run_rounds
 from shared.service import Service
 from shared.topology import REGISTRY_EVENTS, REGISTRY_INGRESS, REGISTRY_UNROUTED
 
@@ -368,14 +368,9 @@ async def _expire(waited_for: str, entry: dict[str, Any], reason: str) -> bool:
 
 
 async def run_hold_sweeps() -> None:
-    while True:
-        await asyncio.sleep(settings.hold_sweep_interval_s)
-        try:
-            await expire_held(datetime.now(UTC))
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:  # the next round tries again
-            log.warning("hold sweep failed: %s", error)
+    await run_rounds(
+        lambda: expire_held(datetime.now(UTC)), settings.hold_sweep_interval_s, "hold sweep", log
+    )
 
 
 service.background.append(run_hold_sweeps)

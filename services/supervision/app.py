@@ -13,7 +13,6 @@ full recompute (new rules, replay) announces the scores it changed the same way.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -60,6 +59,7 @@ from shared.events.supervision import InspectionRecordedEvent, ScoreUpdatedV2, S
 from shared.identity import publisher_of
 from shared.messaging import InvalidEvent, retry_transient
 from shared.mongo import stage
+from shared.rounds import run_rounds
 from shared.service import Service
 from shared.topology import SUPERVISION_EVENTS, SUPERVISION_INGRESS
 
@@ -303,18 +303,7 @@ async def mark(touched: Touched, session: AsyncClientSession) -> None:
 async def run_rescorer() -> None:
     """Rescore what handlers marked, in batches: while one batch is rescored, the marks of
     the facts that arrive meanwhile gather into the next."""
-    while True:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(settings.rescore_interval_s):
-                await marked.wait()
-        marked.clear()
-        try:
-            await rescore_all_marked()
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:  # the marks stay; the next round tries again
-            log.warning("rescoring failed: %s", error)
-            await asyncio.sleep(settings.rescore_interval_s)
+    await run_rounds(rescore_all_marked, settings.rescore_interval_s, "rescoring", log, wake=marked)
 
 
 service.background.append(run_rescorer)
