@@ -178,41 +178,28 @@ def demo_month(year: int = 2020, month: int = 6, seed: int = 2020, run: str = "d
                 if t_index == 1 and u_index == 2:
                     continue  # reported without photos: loses the evidence points
                 photo = png(seed * 1000 + len(out.uploads))
-                key = f"{code}/{activity_id}/photo-1.png"
-                out.uploads.append(Upload(key=key, content=photo, content_type="image/png"))
-                event(
-                    EvidenceSubmittedEvent,
-                    EvidenceSubmitted(
-                        evidence_id=f"{activity_id}-E1",
-                        activity_id=activity_id,
-                        unit_id=unit.unit_id,
-                        object_key=key,
-                        sha256=hashlib.sha256(photo).hexdigest(),
-                        size=len(photo),
-                        content_type="image/png",
-                        caption=f"{unit.name}活动现场",
-                    ),
-                    code,
-                    ends + timedelta(hours=3),
-                )
                 # The written report the contract's default requirement asks for beside the
                 # photo: without it the evidence service never finds the evidence complete.
                 report = f"{unit.name}：{activity_id}活动总结，志愿者{volunteers}人参加。\n".encode()
-                report_key = f"{code}/{activity_id}/report.txt"
-                out.uploads.append(Upload(key=report_key, content=report, content_type="text/plain"))
-                event(
-                    EvidenceSubmittedEvent,
-                    EvidenceSubmitted(
-                        evidence_id=f"{activity_id}-R1",
-                        activity_id=activity_id,
-                        unit_id=unit.unit_id,
-                        object_key=report_key,
-                        sha256=hashlib.sha256(report).hexdigest(),
-                        size=len(report),
-                        content_type="text/plain",
-                        caption=f"{unit.name}活动总结",
-                    ),
-                    code,
-                    ends + timedelta(hours=3),
-                )
+                for suffix, name, content, content_type, caption in (
+                    ("E1", "photo-1.png", photo, "image/png", f"{unit.name}活动现场"),
+                    ("R1", "report.txt", report, "text/plain", f"{unit.name}活动总结"),
+                ):
+                    key = f"{code}/{activity_id}/{name}"
+                    out.uploads.append(Upload(key=key, content=content, content_type=content_type))
+                    event(
+                        EvidenceSubmittedEvent,
+                        EvidenceSubmitted(
+                            evidence_id=f"{activity_id}-{suffix}",
+                            activity_id=activity_id,
+                            unit_id=unit.unit_id,
+                            object_key=key,
+                            sha256=hashlib.sha256(content).hexdigest(),
+                            size=len(content),
+                            content_type=content_type,
+                            caption=caption,
+                        ),
+                        code,
+                        ends + timedelta(hours=3),
+                    )
     return out
