@@ -39,6 +39,11 @@ def _when(activity: Activity) -> datetime:
     return activity.completion.ended_at
 
 
+def _owned_by(caller: Caller, unit: dict[str, Any]) -> bool:
+    """Whether a unit (as the registry stated it) is in the calling township's subtree."""
+    return owning_township(unit["_id"], unit["kind"], unit.get("township_id")) == caller.township_id
+
+
 def involved(order: OrderView) -> list[str]:
     """Every unit that placed, held, declined or was escalated an order (ids that are no
     unit, such as a resident's, match no township)."""
@@ -62,24 +67,17 @@ def router(stores: Stores, accept_within: timedelta) -> APIRouter:
     async def in_scope(caller: Caller, unit_ids: list[str]) -> bool:
         """Whether the caller may see what these units did: the office always; a township
         if one of them is in its subtree (an order involves several units)."""
-        if caller.is_office:
-            return True
-        for unit_id in unit_ids:
-            unit = await stores.units.get(unit_id)
-            if (
-                unit
-                and owning_township(unit["_id"], unit["kind"], unit.get("township_id")) == caller.township_id
-            ):
-                return True
-        return False
+        return caller.is_office or bool(await theirs(caller, unit_ids))
+
+    async def theirs(caller: Caller, unit_ids: list[str]) -> set[str]:
+        """Those of ``unit_ids`` in the calling township's subtree (one query)."""
+        return {u["_id"] for u in await stores.units.get_many(unit_ids) if _owned_by(caller, u)}
 
     async def visible(caller: Caller, activities: list[Activity]) -> list[Activity]:
         if caller.is_office:
             return activities
-        mine: dict[str, bool] = {}
-        for unit_id in {a.unit_id for a in activities}:
-            mine[unit_id] = await in_scope(caller, [unit_id])
-        return [a for a in activities if mine[a.unit_id]]
+        mine = await theirs(caller, sorted({a.unit_id for a in activities}))
+        return [a for a in activities if a.unit_id in mine]
 
     async def view(activity: Activity, lists: list[ListVersion], now: datetime) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -167,12 +165,7 @@ def router(stores: Stores, accept_within: timedelta) -> APIRouter:
     async def monthly_warning(caller: Who, period: PeriodQuery = None) -> dict[str, Any]:
         """The units with nothing scheduled or completed in the month (so far)."""
         period = period or period_of(datetime.now(UTC))
-        known = [
-            u["_id"]
-            for u in await stores.units.all()
-            if caller.is_office
-            or owning_township(u["_id"], u["kind"], u.get("township_id")) == caller.township_id
-        ]
+        known = [u["_id"] for u in await stores.units.all() if caller.is_office or _owned_by(caller, u)]
         missing = units_without_activity(known, await stores.activities.in_period(period), period)
         return {"period": period, "units_known": len(known), "unit_ids": missing}
 

@@ -135,6 +135,9 @@ class UnitStore:
         await self.units.replace_one({"_id": doc["_id"]}, doc, upsert=True, session=session)
         return True
 
+    async def get_many(self, unit_ids: list[str]) -> list[Document]:
+        return await self.units.find({"_id": {"$in": unit_ids}}).to_list(None)
+
     async def parent_of(self, unit_id: str) -> str | None:
         doc = await self.get(unit_id)
         return doc.get("parent_id") if doc else None

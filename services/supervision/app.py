@@ -326,16 +326,16 @@ async def rescore_marked(ids: list[str]) -> int:
             marks = await rescoring.take(ids, session)
             now = datetime.now(UTC)
             by_year: dict[str, dict[str, set[str] | None]] = defaultdict(dict)
+            # Announcements are named after their mark (made once, revised by each fact), so
+            # the same rescoring retried is the same announcement and a later one is new.
+            cause: dict[str, str] = {}
             for m in marks:
                 by_year[m["year"]][m["unit_id"]] = set(m["months"])
+                cause[m["_id"]] = f"rescore|{m['_id']}|{m['created']}|{m['revision']}"
             announcements: list[CloudEvent] = []
             for year in sorted(by_year):
                 for score in await rescore_units(year, by_year[year], now, session):
-                    m = next(m for m in marks if m["_id"] == mark_id(score.unit_id, year))
-                    # Named after this mark (made once, revised by each fact), so the same
-                    # rescoring retried is the same announcement and a later one is new.
-                    cause = f"rescore|{m['_id']}|{m['created']}|{m['revision']}"
-                    announcements += score_updates(cause, score, now)
+                    announcements += score_updates(cause[mark_id(score.unit_id, year)], score, now)
             await stage(service.db, announcements, session)
             return len(marks)
 
@@ -379,40 +379,35 @@ def score_updates(cause_key: str, score: Score, now: datetime) -> list[CloudEven
     systems built on the first contract keep receiving what they did."""
     what = f"score:{score.unit_id}:{score.period}:{score.rules_version}"
     kind = granularity_of(score.period)
+    v2 = ScoreUpdatedV2(
+        unit_id=score.unit_id,
+        period=score.period,
+        period_kind=kind,
+        score=score.score,
+        max_score=score.max_score,
+        bonus=score.bonus,
+        vetoed=score.vetoed,
+        rules_version=score.rules_version,
+        breakdown=list(score.breakdown),
+    )
     out: list[CloudEvent] = [
         ScoreUpdatedV2Event(
             id=derived_id(cause_key, f"{what}:v2"),
             source=service.bus.source,
             time=now,
             subject=score.unit_id,
-            data=ScoreUpdatedV2(
-                unit_id=score.unit_id,
-                period=score.period,
-                period_kind=kind,
-                score=score.score,
-                max_score=score.max_score,
-                bonus=score.bonus,
-                vetoed=score.vetoed,
-                rules_version=score.rules_version,
-                breakdown=list(score.breakdown),
-            ),
+            data=v2,
         )
     ]
     if kind == "month":
+        v1 = ScoreUpdated.model_validate(v2.model_dump(include=set(ScoreUpdated.model_fields)))
         out.append(
             ScoreUpdatedEvent(
                 id=derived_id(cause_key, what),
                 source=service.bus.source,
                 time=now,
                 subject=score.unit_id,
-                data=ScoreUpdated(
-                    unit_id=score.unit_id,
-                    period=score.period,
-                    score=score.score,
-                    max_score=score.max_score,
-                    rules_version=score.rules_version,
-                    breakdown=list(score.breakdown),
-                ),
+                data=v1,
             )
         )
     return out

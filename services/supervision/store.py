@@ -43,8 +43,9 @@ class FactStore:
     run concurrently, and a completion and its evidence handled at the same moment must
     write the same document, so that one transaction conflicts and retries and sees the
     other. Apart, each would miss the other and the score would be stale (write skew).
-    Across activities of one unit the same holds through the scores: every rescoring writes
-    the unit's year score document (see ``ScoreStore.put``). The office's review names only
+    Across activities of one unit the same holds through the rescoring mark: every fact
+    about the unit's year writes its mark (``RescoreQueue.mark``), and the rescoring removes
+    it in its own transaction (``RescoreQueue.take``). The office's review names only
     the evidence, so ``evidence_index`` maps evidence to its activity: a review and its
     evidence both write that entry, so whichever is handled second sees the other.
     """
@@ -70,10 +71,6 @@ class FactStore:
         doc = {**unit, "_id": unit["unit_id"], "stated_at": stated[0], "stated": stated[1]}
         await self.units.replace_one({"_id": doc["_id"]}, doc, upsert=True, session=session)
         return current or {}
-
-    async def unit(self, unit_id: str, session: Session | None = None) -> Unit:
-        doc = await self.units.find_one({"_id": unit_id}, session=session)
-        return _unit(doc) if doc else Unit(unit_id)
 
     async def all_units(self) -> list[Document]:
         return await self.units.find().sort("_id", 1).to_list(None)
@@ -390,9 +387,9 @@ class ScoreStore:
         return sorted(await self.scores.distinct("unit_id", {"period": year}, session=session))
 
     async def touch_year(self, unit_id: str, year: str, session: Session) -> int:
-        """Write the unit's year document whatever changed: two transactions rescoring the
-        same unit's year then always conflict, and the one retried sees the other's facts.
-        Returns the document's new revision."""
+        """Write the unit's year document whatever changed (a full recompute does): two
+        recomputes of the same unit's year then conflict, and the one retried sees the other's
+        scores. Returns the document's new revision, which names the recompute's announcements."""
         doc = await self.scores.find_one_and_update(
             {"_id": f"{unit_id}|{year}"},
             {"$inc": {"revision": 1}, "$setOnInsert": {"unit_id": unit_id, "period": year, "year": year}},
@@ -402,18 +399,6 @@ class ScoreStore:
         )
         assert doc is not None  # upserted
         return int(doc["revision"])
-
-    async def put(self, score: Score, before: Score | None, updated_at: datetime, session: Session) -> bool:
-        """Keep ``score``; True if it differs from the one kept before."""
-        if before == score:
-            return False
-        await self.scores.update_one(
-            {"_id": f"{score.unit_id}|{score.period}"},
-            {"$set": {**score_fields(score), "year": score.period[:4], "updated_at": updated_at}},
-            upsert=True,
-            session=session,
-        )
-        return True
 
     async def put_many(
         self, scores: list[tuple[Score, Score | None]], updated_at: datetime, session: Session
