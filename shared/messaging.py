@@ -226,11 +226,22 @@ def is_transient(error: BaseException) -> bool:
     return False
 
 
+# The longest back-off of ``retry_transient`` when a call gives none: the process's
+# ``WMSJ_RETRY_MAX_DELAY_S``, set once by ``configure_retries`` when its service is built (a
+# default each call site had to remember was forgotten by most of them).
+_default_max_delay = 10.0
+
+
+def configure_retries(max_delay: float) -> None:
+    global _default_max_delay
+    _default_max_delay = max_delay
+
+
 async def retry_transient(
     action: Callable[[], Awaitable[T]],
     *,
     what: str,
-    max_delay: float = 10.0,
+    max_delay: float | None = None,
     first_delay: float = 0.2,
 ) -> T:
     """Run ``action`` until it succeeds, backing off on transient failures.
@@ -238,6 +249,8 @@ async def retry_transient(
     The message being handled stays unacknowledged meanwhile, so if this process dies the
     broker redelivers it: waiting here loses nothing.
     """
+    if max_delay is None:
+        max_delay = _default_max_delay
     delay = first_delay
     attempt = 1
     while True:

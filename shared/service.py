@@ -21,7 +21,14 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.events import CloudEvent, derived_id
-from shared.messaging import EventBus, event_decoder, make_broker, rejecting_middleware, retry_transient
+from shared.messaging import (
+    EventBus,
+    configure_retries,
+    event_decoder,
+    make_broker,
+    rejecting_middleware,
+    retry_transient,
+)
 from shared.mongo import Document, Effect, Outbox, connect, ensure_common_indexes, handle_once
 from shared.pii import scrub
 from shared.settings import CommonSettings
@@ -79,6 +86,7 @@ class Service:
     background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        configure_retries(self.settings.retry_max_delay_s)
         self.broker = make_broker(self.settings.amqp_url, self.name, self.settings.prefetch)
         self.bus = EventBus(self.broker, self.name)
         self.broker.add_middleware(rejecting_middleware(self.bus))

@@ -85,6 +85,19 @@ def _with_vhost(url: str, vhost: str) -> str:
     return urlunsplit(parts._replace(path="/" + quote(vhost, safe="")))
 
 
+# The tier of a test is where it lives: a ``pytestmark`` in a directory's conftest.py marks
+# nothing (pytest reads it only from test modules), so the markers are set here, by path.
+TIERS = {"integration": "integration", "security": "integration", "e2e": "e2e", "faults": "faults"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = item.path.parts
+        tier = next((TIERS[part] for part in parts[parts.index("tests") + 1 :][:1] if part in TIERS), None)
+        if tier:
+            item.add_marker(getattr(pytest.mark, tier))
+
+
 @pytest.fixture(scope="session")
 def infra() -> Iterator[Infra]:
     run_id = "t" + secrets.token_hex(4)

@@ -14,8 +14,6 @@ from tests.conftest import Infra
 from tests.support import Tap
 from wmsj.client import TownshipClient, object_store
 
-pytestmark = pytest.mark.integration
-
 APPS = ("registry", "activities", "evidence", "supervision")
 
 

@@ -299,3 +299,30 @@ async def test_a_reply_queue_that_is_gone_does_not_stop_the_rejection():
     bus = messaging.EventBus(broker, "registry")  # type: ignore[arg-type]
     await bus.reject(rejected_message(), InvalidEvent("no"))
     assert len(broker.published) == 1
+
+
+async def test_retries_back_off_no_longer_than_the_configured_maximum_when_a_call_names_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """WMSJ_RETRY_MAX_DELAY_S reaches every retry, also those whose call site gives no maximum."""
+    from pymongo.errors import AutoReconnect
+
+    from shared import messaging
+
+    delays: list[float] = []
+
+    async def no_sleep(delay: float) -> None:
+        delays.append(delay)
+
+    monkeypatch.setattr(messaging, "_sleep", no_sleep)
+    monkeypatch.setattr(messaging, "_default_max_delay", 10.0)
+    messaging.configure_retries(0.5)
+    failures = iter(range(6))
+
+    async def flaky() -> str:
+        if next(failures, None) is not None:
+            raise AutoReconnect("down")
+        return "done"
+
+    assert await messaging.retry_transient(flaky, what="test") == "done"
+    assert max(delays) == 0.5 and len(delays) == 6

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -67,6 +68,7 @@ def activity(activity_id: str, unit_id: str, kind: str) -> Activity:
         max_size=30,
     )
 )
+@pytest.mark.slow
 def test_the_warning_names_exactly_the_units_without_activity_in_a_generated_month(
     plans: dict[str, list[str]],
 ) -> None:
