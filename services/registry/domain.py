@@ -18,7 +18,7 @@ communities under those, practice institutes (所) and stations (站) and volunt
 Out of order: a child may arrive before its parent. It is then *held* (not refused: it is
 only early) and applied, with every rule, when the parent arrives. So is a volunteer whose
 unit is not known yet. A hold is bounded: a statement still waiting after the hold time is
-refused (``outstayed``, from ``shared.holds`` like the other services' holds, and
+refused (``outstayed``, from ``shared.hold_rules`` like the other services' holds, and
 ``outstayed_reason``), so that every statement gets an answer.
 """
 
@@ -30,8 +30,8 @@ from typing import Any
 
 from shared.events import UnitKind, UnitRegistered, statement
 from shared.events.units import UnitRegisteredV2
-from shared.holds import duration
-from shared.holds import outstayed as outstayed  # the registry's rule, shared with the other holds
+from shared.hold_rules import duration
+from shared.hold_rules import outstayed as outstayed  # the registry's rule, shared with the other holds
 from shared.identity import TOWNSHIP_KINDS, owning_township
 
 K = UnitKind

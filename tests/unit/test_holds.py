@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.holds import Awaited, duration, outstayed, outstayed_reason
+from shared.hold_rules import Awaited, duration, outstayed, outstayed_reason
 
 
 def test_what_is_awaited_is_keyed_by_its_kind_and_id_and_read_back():
