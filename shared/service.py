@@ -21,6 +21,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.events import CloudEvent, derived_id
+from shared.http import guard
 from shared.messaging import EventBus, event_decoder, make_broker, rejecting_middleware, retry_transient
 from shared.mongo import Document, Effect, Outbox, connect, ensure_common_indexes, handle_once
 from shared.pii import scrub
@@ -219,6 +220,7 @@ class Service:
 
         if routes:
             routes(app)
+        guard(app)  # body caps, bounded parameters, security headers (shared.http)
         return app
 
     def serve(self, app: FastAPI) -> None:
