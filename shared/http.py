@@ -58,11 +58,13 @@ Period = Annotated[
     str, Query(pattern=PERIOD_PATTERN, description=f"YYYY-MM, YYYY-Qn or YYYY, {FIRST_YEAR}–{LAST_YEAR}")
 ]
 
-# The CSP of HTML pages: scripts and styles from the page's own origin only; images and API
-# calls may go to other origins (the dashboard shows photos through S3 view links and asks
-# the evidence service for them); no framing, no plugins, no <base>, forms post home.
+# The CSP of HTML pages: scripts from the page's own origin only (no inline script: what an
+# injected text could run); inline styles allowed (they run nothing); images and API calls
+# may go to other origins (the dashboard shows photos through S3 view links and asks the
+# evidence service for them); no framing, no plugins, no <base>, forms post home.
 PAGE_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob: http: https:; "
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob: http: https:; "
     "connect-src 'self' http: https:; object-src 'none'; base-uri 'none'; form-action 'self'; "
     "frame-ancestors 'none'"
 )
