@@ -58,6 +58,7 @@ PUBLIC_ROUTES = frozenset(
         "/redoc",
         "/",  # redirects to the dashboard's page
         "/dashboard",  # the dashboard's page and scripts: static, it signs in to read anything
+        "/dashboard/config.json",  # where the evidence API is, for the page: no unit's data
     }
 )
 
