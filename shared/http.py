@@ -152,7 +152,11 @@ class Guard:
         limit = self._limit(path)
         if limit is not None:
             declared = dict(scope["headers"]).get(b"content-length")
-            if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            if declared is not None and not declared.isdigit():
+                for message in _refuse(400, "the Content-Length header is not a number of bytes"):
+                    await send(message)
+                return
+            if declared is not None and int(declared) > limit:
                 for message in _refuse(413, BodyTooLarge(limit).detail):
                     await send(message)
                 return

@@ -75,7 +75,8 @@ def mount(
 
 
 def visible(caller: Caller, unit: dict[str, Any]) -> bool:
-    return caller.is_office or caller.township_id in (unit.get("township_id"), unit.get("unit_id"))
+    # A unit is its township's (``township_id``), or is the township itself.
+    return caller.sees(unit.get("township_id")) or caller.sees(unit.get("unit_id"))
 
 
 def empty_score(unit: Unit, period: str, rules: RuleSet) -> Score:
