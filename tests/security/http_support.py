@@ -126,8 +126,10 @@ class Door:
             ("supervision", f"/units/{self.ids['V1']}/history"): None,
         }
         out: dict[str, Any] = {}
-        for service, path in views:
-            response = await self.call(service, "GET", path, "office")
+        answers = await asyncio.gather(
+            *(self.call(service, "GET", path, "office") for service, path in views)
+        )
+        for (service, path), response in zip(views, answers, strict=True):
             assert response.status_code == 200, (path, response.text)
             out[f"{service} {path}"] = response.json()
         settings, client = self.s3
