@@ -159,8 +159,7 @@ async def _eventually(check: Any, what: str, timeout: float = 60) -> None:
         await asyncio.sleep(0.1)
 
 
-async def _seed(modules: dict[str, ModuleType], amqp_url: str, s3: Any) -> dict[str, str]:
-    t1, t2 = town_code(), town_code()
+async def _seed(modules: dict[str, ModuleType], amqp_url: str, s3: Any, t1: str, t2: str) -> dict[str, str]:
     ids = {"T1": t1, "T2": t2, "V1": f"{t1}201", "V2": f"{t2}201", "F1": f"{t1}202"}
     units = [
         UnitRegistered(unit_id=t1, name="甲镇", kind=UnitKind.TOWN),
@@ -241,10 +240,11 @@ async def _seed(modules: dict[str, ModuleType], amqp_url: str, s3: Any) -> dict[
 
 @pytest.fixture(scope="module", name="door")
 async def door_fixture(infra: Infra) -> AsyncIterator[Door]:
-    keys = {KEYS["office"]: "office"}
+    t1, t2 = town_code(), town_code()
+    keys = {KEYS["office"]: "office", KEYS["t1"]: f"township:{t1}", KEYS["t2"]: f"township:{t2}"}
     env = infra.env("http")
     errors = Errors()
-    with environment({**env, "WMSJ_API_KEYS": "{}"}):
+    with environment({**env, "WMSJ_API_KEYS": json.dumps(keys)}):  # read per request (shared.auth)
         # A service reads its settings when its module is imported: reload them into this world.
         modules = {
             name: importlib.reload(sys.modules[module])
@@ -258,9 +258,7 @@ async def door_fixture(infra: Infra) -> AsyncIterator[Door]:
         async with contextlib.AsyncExitStack() as stack:
             for module in modules.values():
                 await stack.enter_async_context(module.service.running())
-            ids = await _seed(modules, env["WMSJ_AMQP_URL"], s3)
-            keys |= {KEYS["t1"]: f"township:{ids['T1']}", KEYS["t2"]: f"township:{ids['T2']}"}
-            os.environ["WMSJ_API_KEYS"] = json.dumps(keys)  # read per request (shared.auth)
+            ids = await _seed(modules, env["WMSJ_AMQP_URL"], s3, t1, t2)
             apps = {name: module.create_app() for name, module in modules.items()}
             world = Door(apps, modules, ids, s3, errors)
             for name, app in apps.items():
