@@ -18,7 +18,8 @@ headers every answer carries, and the bounded parameter types the routes declare
   CSP keeps it (the dashboard's, say).
 
 Routes bound their parameters with the types below (``Period``, ``Year``, ``Id``): a bad
-period (``0000-01``, ``9999-12``) or year (a huge integer) is a 422 with the reason.
+period (``0000-01``, ``9999-12``), year (a huge integer) or id (not as the contract states
+ids) is a 422 with the reason.
 """
 
 from __future__ import annotations
@@ -48,7 +49,16 @@ FIRST_YEAR, LAST_YEAR = 2000, 2099
 _YEAR = r"20\d\d"
 _MONTH = r"(0[1-9]|1[0-2])"
 
-Id = Annotated[str, Path(min_length=1, max_length=128, description="An id (at most 128 characters).")]
+# An id as the contract states ids (shared.events.envelope.Id): nothing else was ever stored.
+Id = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$",
+        description="An id as the events state it: up to 64 letters, digits and . _ : -",
+    ),
+]
 Year = Annotated[int, Query(ge=FIRST_YEAR, le=LAST_YEAR, description=f"{FIRST_YEAR}–{LAST_YEAR}")]
 YearPath = Annotated[int, Path(ge=FIRST_YEAR, le=LAST_YEAR, description=f"{FIRST_YEAR}–{LAST_YEAR}")]
 MONTH_PATTERN = rf"^{_YEAR}-{_MONTH}$"
