@@ -238,6 +238,20 @@ async def _seed(modules: dict[str, ModuleType], amqp_url: str, s3: Any, t1: str,
     return ids
 
 
+def fresh_services() -> tuple[dict[str, ModuleType], dict[str, ModuleType]]:
+    """The services' app modules imported anew, into new module objects: a service reads its
+    settings when its module is imported, and this world has its own. (``importlib.reload``
+    would re-run them inside the module objects that tests/integration's services, still
+    running, take their globals from.) Returns them, and what ``sys.modules`` had before."""
+    previous = {}
+    modules = {}
+    for name in SERVICES:
+        if (old := sys.modules.pop(f"services.{name}.app", None)) is not None:
+            previous[f"services.{name}.app"] = old
+        modules[name] = importlib.import_module(f"services.{name}.app")
+    return modules, previous
+
+
 @pytest.fixture(scope="module", name="door")
 async def door_fixture(infra: Infra) -> AsyncIterator[Door]:
     t1, t2 = town_code(), town_code()
@@ -245,13 +259,7 @@ async def door_fixture(infra: Infra) -> AsyncIterator[Door]:
     env = infra.env("http")
     errors = Errors()
     with environment({**env, "WMSJ_API_KEYS": json.dumps(keys)}):  # read per request (shared.auth)
-        # A service reads its settings when its module is imported: reload them into this world.
-        modules = {
-            name: importlib.reload(sys.modules[module])
-            if (module := f"services.{name}.app") in sys.modules
-            else importlib.import_module(module)
-            for name in SERVICES
-        }
+        modules, previous = fresh_services()
         from shared.settings import S3Settings
 
         s3 = (S3Settings(), object_store(S3Settings()))
@@ -271,6 +279,8 @@ async def door_fixture(infra: Infra) -> AsyncIterator[Door]:
                 yield world
             finally:
                 logging.getLogger().removeHandler(errors)
+                # Put back the modules of the services other tests may run (tests/integration).
+                sys.modules.update(previous)
 
 
 async def _settled(world: Door, timeout: float = 60) -> None:
