@@ -12,7 +12,8 @@ headers every answer carries, and the bounded parameter types the routes declare
 - **Parameters.** A path segment or query value over ``MAX_PARAM_CHARS`` characters, or with a
   control character (NUL, C0, DEL, C1), is a 422 with the reason: no id is that long, and no
   store or log is asked about it.
-- **Headers.** ``X-Content-Type-Options: nosniff`` on every answer; on every HTML page a
+- **Headers.** ``X-Content-Type-Options: nosniff`` and (unless the route set its own)
+  ``Cache-Control: no-store`` on every answer; on every HTML page a
   Content-Security-Policy (no inline or foreign scripts, no framing, no plugins),
   ``X-Frame-Options: DENY`` and ``Referrer-Policy: no-referrer``. A page that sets its own
   CSP keeps it (the dashboard's, say).
@@ -206,7 +207,8 @@ def _counting(receive: Receive, limit: int) -> Receive:
 
 def _with_security_headers(headers: list[tuple[bytes, bytes]], path: str) -> list[tuple[bytes, bytes]]:
     names = {name.lower() for name, _ in headers}
-    add = [(b"x-content-type-options", b"nosniff")]
+    # Answers hold units' data and masked personal data: no browser or proxy keeps them.
+    add = [(b"x-content-type-options", b"nosniff"), (b"cache-control", b"no-store")]
     content_type = next((v for n, v in headers if n.lower() == b"content-type"), b"")
     if content_type.startswith(b"text/html"):
         csp = DOCS_CSP if path.startswith(_DOCS_PATHS) else PAGE_CSP

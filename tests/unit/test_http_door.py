@@ -83,6 +83,7 @@ async def test_pages_get_a_csp_and_every_answer_nosniff(http: httpx.AsyncClient)
     assert page.headers["x-frame-options"] == "DENY" and page.headers["referrer-policy"] == "no-referrer"
     data = await http.get("/items/a")
     assert data.headers["x-content-type-options"] == "nosniff"
+    assert data.headers["cache-control"] == "no-store"
     assert "content-security-policy" not in data.headers
 
 
