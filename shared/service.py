@@ -21,7 +21,6 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.events import CloudEvent, derived_id
-from shared.http import guard
 from shared.messaging import EventBus, event_decoder, make_broker, rejecting_middleware, retry_transient
 from shared.mongo import Document, Effect, Outbox, connect, ensure_common_indexes, handle_once
 from shared.pii import scrub
@@ -220,7 +219,9 @@ class Service:
 
         if routes:
             routes(app)
-        guard(app)  # body caps, bounded parameters, security headers (shared.http)
+        from shared.http import guard  # the HTTP door: body caps, bounded parameters, headers
+
+        guard(app)
         return app
 
     def serve(self, app: FastAPI) -> None:
