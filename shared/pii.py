@@ -7,6 +7,9 @@
 - **Masked** wherever it is shown (``4313**********123X``, ``138****5678``).
 - **Never logged**: ``scrub`` masks anything shaped like either in a text; the services' JSON
   log formatter runs every line through it, whatever a library put in its message.
+- **Never served from free text**: people type numbers into captions, titles, reasons and
+  descriptions too. ``scrub_free_text`` runs ``scrub`` over every text of a response or an
+  export row except identifiers (``*_id``, keys, hashes), where the APIs and exports build them.
 
 The development key below is public (it is in this file): it is the default only so that a
 local run works; ``deploy/docker-compose.yml`` refuses to start without a real
@@ -19,6 +22,7 @@ import hashlib
 import hmac
 import re
 from functools import lru_cache
+from typing import Any
 
 from cryptography.fernet import Fernet
 from pydantic import Field
@@ -32,9 +36,19 @@ _CHECK = "10X98765432"
 ID_CARD_SHAPE = re.compile(r"^[1-9]\d{5}(18|19|20)\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])\d{3}[\dX]$")
 PHONE_SHAPE = re.compile(r"^1[3-9]\d{9}$")
 
-# Anything that looks like either inside a longer text (not part of a longer code or hex string).
-_ID_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])(\d{6})\d{8}(\d{3}[\dXx])(?![0-9A-Za-z])")
-_PHONE_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])(1[3-9]\d)\d{4}(\d{4})(?![0-9A-Za-z])")
+# Anything that looks like either inside a longer text (not part of a longer code or hex string),
+# also as people type them: grouped with spaces or hyphens (6-8-4, 3-4-4), a phone with +86.
+_SEP = r"[ \-]?"
+_ID_IN_TEXT = re.compile(rf"(?<![0-9A-Za-z])(\d{{6}}){_SEP}\d{{8}}{_SEP}(\d{{3}}[\dXx])(?![0-9A-Za-z])")
+_PHONE_IN_TEXT = re.compile(
+    rf"(?<![0-9A-Za-z])(?:\+?86{_SEP})?(1[3-9]\d){_SEP}\d{{4}}{_SEP}(\d{{4}})(?![0-9A-Za-z])"
+)
+# Keys whose values are identifiers, not text anyone typed: left as they are by
+# ``scrub_free_text`` (an id is checked at the door and must stay findable).
+_IDENTIFIER_KEYS = frozenset(
+    {"id", "_id", "source", "subject", "type", "sha256", "period", "status", "kind", "content_type"}
+)
+_IDENTIFIER_ENDINGS = ("_id", "_ids", "_key", "_at", "_url", "_type", "_sha256")
 
 
 class PiiSettings(BaseSettings):
@@ -78,6 +92,26 @@ def scrub(text: str) -> str:
     """``text`` with every ID-card-like and phone-like number masked."""
     text = _ID_IN_TEXT.sub(lambda m: m.group(1) + "*" * 8 + m.group(2), text)
     return _PHONE_IN_TEXT.sub(lambda m: m.group(1) + "****" + m.group(2), text)
+
+
+def _is_identifier(key: object) -> bool:
+    return isinstance(key, str) and (key in _IDENTIFIER_KEYS or key.endswith(_IDENTIFIER_ENDINGS))
+
+
+def scrub_free_text(value: Any, key: object = None) -> Any:
+    """``value`` (a JSON-like tree: dicts, lists, texts) with ``scrub`` applied to every text
+    that is not an identifier's: free text people typed (a caption, a title, a reason, a
+    name) may hold an ID-card or phone number, and is shown masked like the structured
+    fields. Under an identifier's key nothing is changed, however deep."""
+    if isinstance(value, str):
+        return value if _is_identifier(key) else scrub(value)
+    if _is_identifier(key):
+        return value
+    if isinstance(value, dict):
+        return {k: scrub_free_text(v, k) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub_free_text(v, key) for v in value]
+    return value
 
 
 class Vault:

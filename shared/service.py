@@ -227,6 +227,9 @@ class Service:
 
         if routes:
             routes(app)
+        from shared.http import guard  # the HTTP door: body caps, bounded parameters, headers
+
+        guard(app)
         return app
 
     def serve(self, app: FastAPI) -> None:

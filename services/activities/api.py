@@ -3,7 +3,9 @@ list, orders and the monthly early warning.
 
 Every route needs an API key (``shared.auth``). The office sees everything; a township sees
 the activities, orders and warnings of the units in its own subtree (another township's are
-"not found", as in the registry), and the key project list, which is the whole city's."""
+"not found", as in the registry), and the key project list, which is the whole city's.
+Periods and years are bounded (``shared.http``); free text (titles, descriptions, reasons,
+comments) is served with ID-card and phone numbers masked (``shared.pii.scrub_free_text``)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException
 
 from services.activities.domain.attendance import places
 from services.activities.domain.lifecycle import Activity
@@ -23,13 +25,13 @@ from services.activities.domain.projects import ListVersion, check_plan
 from services.activities.store import ActivityStore, OrderStore, ProjectListStore, RosterStore, UnitStore
 from shared.auth import Caller, current_caller
 from shared.events import period_of
+from shared.http import Id, Month, YearPath
 from shared.identity import owning_township
+from shared.pii import scrub_free_text
 
 CALLER: Any = current_caller()  # keys from WMSJ_API_KEYS; tests override ``CALLER.dependency``
 Who = Annotated[Caller, CALLER]
-PeriodQuery = Annotated[
-    str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM; default: this month")
-]
+PeriodQuery = Month | None  # YYYY-MM (2000–2099); default: this month
 
 
 def _when(activity: Activity) -> datetime:
@@ -41,7 +43,7 @@ def _when(activity: Activity) -> datetime:
 
 def _owned_by(caller: Caller, unit: dict[str, Any]) -> bool:
     """Whether a unit (as the registry stated it) is in the calling township's subtree."""
-    return owning_township(unit["_id"], unit["kind"], unit.get("township_id")) == caller.township_id
+    return caller.sees(owning_township(unit["_id"], unit["kind"], unit.get("township_id")))
 
 
 def involved(order: OrderView) -> list[str]:
@@ -97,7 +99,7 @@ def router(stores: Stores, accept_within: timedelta) -> APIRouter:
                 activity.schedule.stated_at,
             )
             out["plan"] = asdict(plan)
-        return out
+        return scrub_free_text(out)  # type: ignore[no-any-return]
 
     async def calendar(caller: Caller, period: str, unit_id: str | None) -> list[dict[str, Any]]:
         now = datetime.now(UTC)
@@ -115,7 +117,7 @@ def router(stores: Stores, accept_within: timedelta) -> APIRouter:
         return [await view(a, lists, now) for a in found]
 
     @api.get("/activities/{activity_id}")
-    async def get_activity(caller: Who, activity_id: str) -> dict[str, Any]:
+    async def get_activity(caller: Who, activity_id: Id) -> dict[str, Any]:
         activity = await stores.activities.get(activity_id)
         if activity is None or not await in_scope(caller, [activity.unit_id]):
             raise HTTPException(404, f"no activity {activity_id}")
@@ -123,17 +125,21 @@ def router(stores: Stores, accept_within: timedelta) -> APIRouter:
         roster = await stores.rosters.get(activity_id)
         capacity = activity.publication.capacity if activity.publication else None
         taken = places(roster, capacity)
-        out["volunteers"] = {
-            "capacity": capacity,
-            "confirmed": list(taken.confirmed),
-            "waitlist": list(taken.waitlist),
-            "attendance": [{**asdict(a), "hours": a.hours} for a in (roster.volunteers if roster else ())],
-            "supplements": [asdict(s) for s in (roster.supplements if roster else ())],
-        }
+        out["volunteers"] = scrub_free_text(
+            {
+                "capacity": capacity,
+                "confirmed": list(taken.confirmed),
+                "waitlist": list(taken.waitlist),
+                "attendance": [
+                    {**asdict(a), "hours": a.hours} for a in (roster.volunteers if roster else ())
+                ],
+                "supplements": [asdict(s) for s in (roster.supplements if roster else ())],
+            }
+        )
         return out
 
     @api.get("/units/{unit_id}/calendar")
-    async def unit_calendar(caller: Who, unit_id: str, period: PeriodQuery = None) -> dict[str, Any]:
+    async def unit_calendar(caller: Who, unit_id: Id, period: PeriodQuery = None) -> dict[str, Any]:
         """A unit's monthly calendar (月度活动安排)."""
         if not await in_scope(caller, [unit_id]):
             raise HTTPException(404, f"no unit {unit_id}")
@@ -170,9 +176,9 @@ def router(stores: Stores, accept_within: timedelta) -> APIRouter:
         return {"period": period, "units_known": len(known), "unit_ids": missing}
 
     @api.get("/projects/{year}")
-    async def project_list(caller: Who, year: int) -> list[dict[str, Any]]:
+    async def project_list(caller: Who, year: YearPath) -> list[dict[str, Any]]:
         """Every version of a year's key project list."""
-        return [
+        versions = [
             {
                 "year": v.year,
                 "version": v.version,
@@ -181,9 +187,10 @@ def router(stores: Stores, accept_within: timedelta) -> APIRouter:
             }
             for v in await stores.project_lists.of_year(year)
         ]
+        return scrub_free_text(versions)  # type: ignore[no-any-return]
 
     @api.get("/orders/{order_id}")
-    async def get_order(caller: Who, order_id: str) -> dict[str, Any]:
+    async def get_order(caller: Who, order_id: Id) -> dict[str, Any]:
         order = await stores.orders.get(order_id)
         if order is None:
             raise HTTPException(404, f"no order {order_id}")
@@ -194,6 +201,6 @@ def router(stores: Stores, accept_within: timedelta) -> APIRouter:
         if first.activity_id:
             activity = await stores.activities.get(first.activity_id)
             done = activity is not None and activity.status == "completed"
-        return asdict(order_view(order, accept_within, activity_completed=done))
+        return scrub_free_text(asdict(order_view(order, accept_within, activity_completed=done)))  # type: ignore[no-any-return]
 
     return api

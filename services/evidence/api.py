@@ -7,6 +7,10 @@
 - ``GET /evidence?activity_id=``, ``GET /evidence/{id}``: what was kept, its flags and review.
 - ``GET /evidence/{id}/links``: time-limited links to the original and its thumbnail.
 - ``GET /activities/{id}/evidence``: the activity's evidence against its project's rule.
+
+Every route needs a key (``shared.auth``). A township reads only the evidence of units in its
+own subtree (another's is "not found"); free text (captions, review reasons) is served with
+ID-card and phone numbers masked (``shared.pii.scrub_free_text``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
 from pydantic import BaseModel, Field
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -26,17 +30,21 @@ from services.evidence.objects import ObjectStore
 from services.evidence.settings import EvidenceSettings
 from services.evidence.store import EvidenceStore
 from shared.auth import Caller, current_caller
+from shared.http import Id, limit_body
+from shared.pii import scrub_free_text
 
 HIDDEN = {"_id", "dhash_bands", "upload_key"}
+Who = Annotated[Caller, current_caller()]
 
 
 def _view(doc: dict[str, Any]) -> dict[str, Any]:
-    return {"evidence_id": doc["_id"], **{k: v for k, v in doc.items() if k not in HIDDEN}}
+    view = {"evidence_id": doc["_id"], **{k: v for k, v in doc.items() if k not in HIDDEN}}
+    return scrub_free_text(view)  # type: ignore[no-any-return]
 
 
 class UploadRequest(BaseModel):
-    content_type: str = Field(description="One of the accepted types, e.g. image/jpeg.")
-    size: int = Field(gt=0, description="Exact size in bytes; S3 refuses any other.")
+    content_type: str = Field(max_length=100, description="One of the accepted types, e.g. image/jpeg.")
+    size: int = Field(gt=0, le=1 << 40, description="Exact size in bytes; S3 refuses any other.")
 
 
 def _prefix(caller: Caller) -> str:
@@ -56,29 +64,52 @@ def allow_dashboard(app: FastAPI, settings: EvidenceSettings) -> None:
         )
 
 
+def own_limits(app: FastAPI) -> None:
+    """The streaming upload enforces its own per-type size limits as it streams
+    (``MAX_SIZE``): the door's body cap (``shared.http``) does not apply to it."""
+    limit_body(app, "/uploads", None)
+
+
 def router(evidence: EvidenceStore, objects: ObjectStore, settings: EvidenceSettings) -> APIRouter:
     api = APIRouter(tags=["evidence"])
     expiry = timedelta(seconds=settings.link_expiry_s)
 
+    async def sees_unit(caller: Caller, unit_id: str | None) -> bool:
+        """Whether the unit is in the caller's subtree (``Caller.sees``): the office always;
+        a township if the unit, as learned from the registry, is in its own subtree."""
+        if caller.is_office:
+            return True
+        unit = await evidence.unit(unit_id) if unit_id else None
+        return caller.sees(unit.get("owner") if unit else None)
+
+    async def visible_evidence(caller: Caller, evidence_id: str) -> dict[str, Any]:
+        doc = await evidence.get(evidence_id)
+        if doc is None or not await sees_unit(caller, doc.get("unit_id")):
+            raise HTTPException(404, f"no evidence {evidence_id}")
+        return doc
+
     @api.get("/evidence")
-    async def list_evidence(activity_id: str) -> list[dict[str, Any]]:
+    async def list_evidence(
+        caller: Who, activity_id: Annotated[str, Query(min_length=1, max_length=128)]
+    ) -> list[dict[str, Any]]:
+        """The evidence kept for an activity (a township's own activities only)."""
+        activity = await evidence.activity(activity_id)
+        if not caller.is_office and (
+            activity is None or not await sees_unit(caller, activity.get("unit_id"))
+        ):
+            return []
         return [_view(d) for d in await evidence.for_activity(activity_id)]
 
     @api.get("/evidence/{evidence_id}")
-    async def get_evidence(evidence_id: str) -> dict[str, Any]:
-        doc = await evidence.get(evidence_id)
-        if doc is None:
-            raise HTTPException(404, f"no evidence {evidence_id}")
-        return _view(doc)
+    async def get_evidence(caller: Who, evidence_id: Id) -> dict[str, Any]:
+        return _view(await visible_evidence(caller, evidence_id))
 
     @api.get("/evidence/{evidence_id}/links")
-    async def view_links(evidence_id: str, caller: Annotated[Caller, current_caller()]) -> dict[str, Any]:
+    async def view_links(evidence_id: Id, caller: Who) -> dict[str, Any]:
         """Links valid for a while (presigned GETs): the office views, nothing is copied out."""
         if not caller.is_office:
             raise HTTPException(403, "only the office views evidence through links")
-        doc = await evidence.get(evidence_id)
-        if doc is None:
-            raise HTTPException(404, f"no evidence {evidence_id}")
+        doc = await visible_evidence(caller, evidence_id)
         return {
             "evidence_id": evidence_id,
             "original": objects.view_link(doc["object_key"], expiry),
@@ -89,14 +120,14 @@ def router(evidence: EvidenceStore, objects: ObjectStore, settings: EvidenceSett
         }
 
     @api.get("/activities/{activity_id}/evidence")
-    async def activity_progress(activity_id: str) -> dict[str, Any]:
+    async def activity_progress(caller: Who, activity_id: Id) -> dict[str, Any]:
         doc = await evidence.activity(activity_id)
-        if doc is None or "stated_at" not in doc:
+        if doc is None or "stated_at" not in doc or not await sees_unit(caller, doc.get("unit_id")):
             raise HTTPException(404, f"activity {activity_id} is not scheduled")
         requirement = (
             doc.get("requirement") or (await evidence.requirement(doc.get("project_id"))).model_dump()
         )
-        return {
+        return {  # the evidence list holds captions: masked like every response's free text
             "activity_id": activity_id,
             "unit_id": doc["unit_id"],
             "project_id": doc.get("project_id"),
@@ -107,13 +138,11 @@ def router(evidence: EvidenceStore, objects: ObjectStore, settings: EvidenceSett
             "missing": doc.get("missing")
             if "missing" in doc
             else [f"{requirement['min_photos']} photo(s)", "a text report"][: 1 + requirement["text_report"]],
-            "evidence": doc.get("evidence", []),
+            "evidence": scrub_free_text(doc.get("evidence", [])),
         }
 
     @api.post("/uploads/policy")
-    async def upload_policy(
-        request: UploadRequest, caller: Annotated[Caller, current_caller()]
-    ) -> dict[str, Any]:
+    async def upload_policy(request: UploadRequest, caller: Who) -> dict[str, Any]:
         """A presigned POST for exactly one object: this key, this size, this type."""
         limit = MAX_SIZE.get(request.content_type)
         if limit is None:
@@ -125,7 +154,7 @@ def router(evidence: EvidenceStore, objects: ObjectStore, settings: EvidenceSett
         return {"object_key": key, **policy, "expires_at": datetime.now(UTC) + expiry}
 
     @api.post("/uploads", status_code=201)
-    async def upload(request: Request, caller: Annotated[Caller, current_caller()]) -> dict[str, Any]:
+    async def upload(request: Request, caller: Who) -> dict[str, Any]:
         """multipart/form-data with one ``file`` part; streamed to the upload bucket."""
         kind, options = parse_options_header(request.headers.get("content-type", ""))
         boundary = options.get(b"boundary")

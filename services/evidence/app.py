@@ -448,6 +448,7 @@ def create_app() -> FastAPI:
     def routes(app: FastAPI) -> None:
         app.include_router(api.router(evidence, objects, settings))
         api.allow_dashboard(app, settings)
+        api.own_limits(app)
 
     return service.http_app("wmsj evidence", routes)
 

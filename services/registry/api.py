@@ -1,6 +1,8 @@
 """The registry's HTTP API: who is who, scoped by the caller (``shared.auth``): the office
 sees everything; a township sees itself and what is under it. Personal data is only ever
-shown masked. Spreadsheets in (import, with a per-row error report) and out (export)."""
+shown masked, and so are ID-card and phone numbers typed into free text (a unit's name, a
+statement's reason: ``shared.pii.scrub_free_text``). Spreadsheets in (import, with a per-row
+error report; at most ``WMSJ_HTTP_MAX_FILE_BYTES``) and out (export: ``shared.sheets``)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, UploadFile
+from fastapi import APIRouter, FastAPI, HTTPException, UploadFile
 from fastapi.responses import Response
 
 from services.registry.domain import Unit
@@ -22,8 +24,9 @@ from services.registry.sheets import (
 )
 from services.registry.store import UnitStore
 from shared.auth import Caller, current_caller
+from shared.http import HttpSettings, Id, limit_body
 from shared.identity import IdentitySettings, Publisher, township_user
-from shared.pii import vault
+from shared.pii import scrub_free_text, vault
 
 Importer = Callable[[list[Any], Publisher, list[Any]], Awaitable[Any]]
 CALLER: Any = current_caller()  # keys from WMSJ_API_KEYS; tests override ``CALLER.dependency``
@@ -35,7 +38,7 @@ _MIME = {
 
 
 def _visible(caller: Caller, unit: Unit) -> bool:
-    return caller.is_office or unit.owner == caller.township_id
+    return caller.sees(unit.owner)
 
 
 def _show(unit: Unit) -> dict[str, Any]:
@@ -47,7 +50,7 @@ def _show(unit: Unit) -> dict[str, Any]:
         {**c, "phone": ("*" * max(len(c.get("phone", "")) - 4, 0)) + c.get("phone", "")[-4:]}
         for c in unit.contacts
     ]
-    return out
+    return scrub_free_text(out)  # type: ignore[no-any-return]
 
 
 def _publisher(caller: Caller) -> Publisher:
@@ -106,20 +109,20 @@ def router(units: UnitStore, import_units: Importer, import_volunteers: Importer
         return roots
 
     @api.get("/units/{unit_id}", tags=["units"])
-    async def get_unit(unit_id: str, caller: Who) -> dict[str, Any]:
+    async def get_unit(unit_id: Id, caller: Who) -> dict[str, Any]:
         return _show(await visible_unit(unit_id, caller))
 
     @api.get("/units/{unit_id}/subtree", tags=["units"])
-    async def subtree(unit_id: str, caller: Who) -> list[dict[str, Any]]:
+    async def subtree(unit_id: Id, caller: Who) -> list[dict[str, Any]]:
         """The unit and everything under it (a township's subtree, for a township)."""
         await visible_unit(unit_id, caller)
         return [_show(u) for u in await units.search(under=unit_id)]
 
     @api.get("/units/{unit_id}/history", tags=["units"])
-    async def history(unit_id: str, caller: Who) -> list[dict[str, Any]]:
+    async def history(unit_id: Id, caller: Who) -> list[dict[str, Any]]:
         """Every accepted statement about the unit, and every move of its subtree, oldest first."""
         await visible_unit(unit_id, caller)
-        return await units.unit_history(unit_id)
+        return scrub_free_text(await units.unit_history(unit_id))  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ volunteers
 
@@ -134,17 +137,17 @@ def router(units: UnitStore, import_units: Importer, import_volunteers: Importer
         found = await units.list_volunteers(township_id=township_id, unit_id=unit_id)
         hours = await units.total_hours()
         pii = vault()
-        return [v.masked(pii, hours.get(v.volunteer_id, 0.0)) for v in found]
+        return [scrub_free_text(v.masked(pii, hours.get(v.volunteer_id, 0.0))) for v in found]
 
     @api.get("/volunteers/{volunteer_id}", tags=["volunteers"])
-    async def get_volunteer(volunteer_id: str, caller: Who) -> dict[str, Any]:
+    async def get_volunteer(volunteer_id: Id, caller: Who) -> dict[str, Any]:
         volunteer = await units.volunteer(volunteer_id)
-        if volunteer is None or not (caller.is_office or volunteer.township_id == caller.township_id):
+        if volunteer is None or not caller.sees(volunteer.township_id):
             raise HTTPException(404, f"no volunteer {volunteer_id}")
         ledger = await units.ledger(volunteer_id)
         out = volunteer.masked(vault(), sum(e["hours"] for e in ledger))
         out["ledger"] = [{k: v for k, v in e.items() if k != "event"} for e in ledger]
-        return out
+        return scrub_free_text(out)  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ spreadsheets
 
@@ -173,7 +176,7 @@ def router(units: UnitStore, import_units: Importer, import_volunteers: Importer
     @api.get("/export/units", tags=["spreadsheets"])
     async def export_units(caller: Who, format: Literal["csv", "xlsx"] = "csv") -> Response:
         found = await units.search(township_id=None if caller.is_office else caller.township_id)
-        rows = [{**_show(u), "township_id": u.township_id} for u in found]
+        rows = [{**_show(u), "township_id": u.township_id} for u in found]  # _show masks free text
         return _file(write_table(UNIT_COLUMNS, rows, format), "units", format)
 
     @api.get("/export/volunteers", tags=["spreadsheets"])
@@ -182,10 +185,19 @@ def router(units: UnitStore, import_units: Importer, import_volunteers: Importer
         found = await units.list_volunteers(township_id=None if caller.is_office else caller.township_id)
         pii = vault()
         return _file(
-            write_table(VOLUNTEER_COLUMNS, [v.masked(pii) for v in found], format), "volunteers", format
+            write_table(VOLUNTEER_COLUMNS, [scrub_free_text(v.masked(pii)) for v in found], format),
+            "volunteers",
+            format,
         )
 
     return api
+
+
+def limit_imports(app: FastAPI) -> None:
+    """Spreadsheets are bigger than the JSON bodies the door caps: their own cap."""
+    limit = HttpSettings().max_file_bytes
+    for path in ("/import/units", "/import/volunteers"):
+        limit_body(app, path, limit)
 
 
 def _file(content: bytes, name: str, fmt: str) -> Response:

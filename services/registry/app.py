@@ -545,6 +545,7 @@ async def on_unrouted(body: bytes, message: RabbitMessage) -> None:
 def create_app() -> FastAPI:
     def routes(app: FastAPI) -> None:
         app.include_router(api.router(units, import_units, import_volunteers))
+        api.limit_imports(app)
 
     return service.http_app("wmsj registry", routes)
 

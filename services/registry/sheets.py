@@ -13,10 +13,11 @@ import io
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from openpyxl import Workbook, load_workbook
+from openpyxl import load_workbook
 from pydantic import BaseModel, ValidationError
 
 from shared.events.units import UnitRegisteredV2, VolunteerRegistered
+from shared.sheets import csv_bytes, xlsx_bytes
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -139,28 +140,9 @@ def _parse(model: type[M], content: bytes, filename: str) -> tuple[list[tuple[in
 
 
 def write_table(columns: list[str], rows: list[dict[str, Any]], fmt: str) -> bytes:
-    """A CSV (UTF-8 with BOM, so Excel reads the Chinese) or XLSX file of ``rows``."""
-
-    def text(value: Any) -> Any:
-        if isinstance(value, list | tuple):
-            return ";".join(str(v) for v in value)
-        if value is None:
-            return ""
-        return value if isinstance(value, bool | int | float) else str(value)
-
+    """A CSV (UTF-8 with BOM, so Excel reads the Chinese) or XLSX file of ``rows``, with cells
+    that survive any stored text and run no formula (``shared.sheets``)."""
+    table = [[row.get(c) for c in columns] for row in rows]
     if fmt == "xlsx":
-        book = Workbook()
-        sheet = book.active
-        assert sheet is not None
-        sheet.append(columns)
-        for row in rows:
-            sheet.append([text(row.get(c)) for c in columns])
-        out = io.BytesIO()
-        book.save(out)
-        return out.getvalue()
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([text(row.get(c)) for c in columns])
-    return ("\ufeff" + buffer.getvalue()).encode("utf-8")
+        return xlsx_bytes({"Sheet": (columns, table)})
+    return csv_bytes(columns, table)

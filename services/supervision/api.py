@@ -30,12 +30,12 @@ from services.supervision.domain import (
 from services.supervision.store import FactStore, ScoreStore, score_fields
 from shared.auth import Caller, current_caller
 from shared.events.supervision import InspectionRecorded, InspectionRecordedEvent
+from shared.http import Id, Period, Year
 from shared.messaging import InvalidEvent
+from shared.pii import scrub_free_text
 
 DASHBOARD = Path(__file__).with_name("dashboard")
-PeriodQuery = Annotated[
-    str, Query(pattern=r"^\d{4}(-(0[1-9]|1[0-2])|-Q[1-4])?$", description="YYYY-MM, YYYY-Qn or YYYY")
-]
+PeriodQuery = Period  # YYYY-MM, YYYY-Qn or YYYY, years 2000–2099 (shared.http): else a 422
 EXPORT_COLUMNS = (
     "rank",
     "unit_id",
@@ -75,7 +75,8 @@ def mount(
 
 
 def visible(caller: Caller, unit: dict[str, Any]) -> bool:
-    return caller.is_office or caller.township_id in (unit.get("township_id"), unit.get("unit_id"))
+    # A unit is its township's (``township_id``), or is the township itself.
+    return caller.sees(unit.get("township_id")) or caller.sees(unit.get("unit_id"))
 
 
 def empty_score(unit: Unit, period: str, rules: RuleSet) -> Score:
@@ -119,14 +120,16 @@ def router(
 
     def row_of(unit: dict[str, Any], score: Score) -> dict[str, Any]:
         fields = score_fields(score)
-        return {
-            "name": unit.get("name"),
-            "kind": unit.get("kind"),
-            "township_id": unit.get("township_id"),
-            **{k: v for k, v in fields.items() if k != "items"},
-            "breakdown": fields["items"],
-            "list": list_of(score.score, rules.thresholds),
-        }
+        return scrub_free_text(  # type: ignore[no-any-return]
+            {
+                "name": unit.get("name"),
+                "kind": unit.get("kind"),
+                "township_id": unit.get("township_id"),
+                **{k: v for k, v in fields.items() if k != "items"},
+                "breakdown": fields["items"],
+                "list": list_of(score.score, rules.thresholds),
+            }
+        )
 
     @api.get("/scores", tags=["scores"])
     async def list_scores(
@@ -137,7 +140,7 @@ def router(
         return await table(caller, period, township_id, kind)
 
     @api.get("/scores/{unit_id}", tags=["scores"])
-    async def unit_score(*, caller: Caller = auth, unit_id: str, period: PeriodQuery) -> dict[str, Any]:
+    async def unit_score(*, caller: Caller = auth, unit_id: Id, period: PeriodQuery) -> dict[str, Any]:
         """One unit's score with every item: points, why, and the facts it counted."""
         units = await units_for(caller)
         if unit_id not in units and not (caller.is_office and await scores.get(unit_id, period)):
@@ -146,21 +149,23 @@ def router(
         return row_of(units.get(unit_id, {"unit_id": unit_id}), score)
 
     @api.get("/units/{unit_id}/history", tags=["scores"])
-    async def history(*, caller: Caller = auth, unit_id: str) -> list[dict[str, Any]]:
+    async def history(*, caller: Caller = auth, unit_id: Id) -> list[dict[str, Any]]:
         """Every score kept for the unit (months, quarters, years)."""
         if unit_id not in await units_for(caller) and not caller.is_office:
             raise HTTPException(404, f"no unit {unit_id}")
         return [score_fields(s) for s in await scores.for_unit(unit_id)]
 
     @api.get("/units/{unit_id}/activities", tags=["scores"])
-    async def activities(*, caller: Caller = auth, unit_id: str, period: PeriodQuery) -> list[dict[str, Any]]:
+    async def activities(*, caller: Caller = auth, unit_id: Id, period: PeriodQuery) -> list[dict[str, Any]]:
         """Drill-down: the activities completed in the period and their evidence."""
         if unit_id not in await units_for(caller) and not caller.is_office:
             raise HTTPException(404, f"no unit {unit_id}")
-        return [
-            {**asdict(a), "month": a.month, "evidence": [asdict(e) for e in a.evidence]}
-            for a in await facts.completed_in(unit_id, months_of(period))
-        ]
+        return scrub_free_text(  # type: ignore[no-any-return]
+            [
+                {**asdict(a), "month": a.month, "evidence": [asdict(e) for e in a.evidence]}
+                for a in await facts.completed_in(unit_id, months_of(period))
+            ]
+        )
 
     @api.get("/rankings", tags=["scores"])
     async def rankings(
@@ -186,7 +191,7 @@ def router(
         }
 
     @api.get("/eligibility", tags=["scores"])
-    async def civilized_unit_eligibility(*, caller: Caller = auth, year: int) -> list[dict[str, Any]]:
+    async def civilized_unit_eligibility(*, caller: Caller = auth, year: Year) -> list[dict[str, Any]]:
         """Civilized-unit eligibility from the annual score and the three-year mean."""
         out = []
         for unit_id, unit in sorted((await units_for(caller)).items()):
@@ -199,7 +204,7 @@ def router(
         return out
 
     @api.get("/heatmap", tags=["scores"])
-    async def heatmap(*, caller: Caller = auth, year: int) -> dict[str, Any]:
+    async def heatmap(*, caller: Caller = auth, year: Year) -> dict[str, Any]:
         """Activity coverage: completed activities of each unit in each month of the year."""
         months = months_of(str(year))
         cells = {}

@@ -171,13 +171,13 @@ async def test_an_activitys_evidence_progress_says_what_is_missing(
     apps: dict[str, ModuleType], http: httpx.AsyncClient, s3: Any, township: TownshipClient, tap: Tap
 ) -> None:
     activity_id = await scheduled(apps, township)
-    before = (await http.get(f"/activities/{activity_id}/evidence")).json()
+    before = (await http.get(f"/activities/{activity_id}/evidence", headers=OFFICE)).json()
     assert before["complete"] is False and before["requirement"]["min_photos"] == 1
     await submit(s3, township, tap, activity_id, png(secrets.randbits(32)), "image/png")
-    after = (await http.get(f"/activities/{activity_id}/evidence")).json()
+    after = (await http.get(f"/activities/{activity_id}/evidence", headers=OFFICE)).json()
     assert (after["photos"], after["complete"]) == (1, False)
     assert after["missing"] == ["a text report (plain text or PDF)"]  # the contract's default rule
-    assert (await http.get("/activities/a-nowhere/evidence")).status_code == 404
+    assert (await http.get("/activities/a-nowhere/evidence", headers=OFFICE)).status_code == 404
 
 
 async def test_links_and_policies_are_signed_for_the_public_address_of_the_s3_server(s3: Any) -> None:
