@@ -24,7 +24,7 @@ from shared.events import CloudEvent, derived_id
 from shared.messaging import EventBus, event_decoder, make_broker, rejecting_middleware, retry_transient
 from shared.mongo import Document, Effect, Outbox, connect, ensure_common_indexes, handle_once
 from shared.pii import scrub
-from shared.settings import CommonSettings
+from shared.settings import CommonSettings, InsecureSettings, refuse_insecure_settings
 from shared.topology import EVENTS, declare_topology
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"color_message"}
@@ -172,8 +172,10 @@ class Service:
     async def running(self) -> AsyncIterator[None]:
         """Start in dependency order: topology, indexes, the service's own start hooks, then
         consumers (so no event is consumed before the store is ready), then the relay."""
+        refuse_insecure_settings(self.settings)
         await self.broker.connect()
-        await declare_topology(self.broker)
+        if self.settings.declare_topology:
+            await declare_topology(self.broker)
         await ensure_common_indexes(self.db)
         for hook in self.on_start:
             await hook()
@@ -223,4 +225,9 @@ class Service:
 
     def serve(self, app: FastAPI) -> None:
         setup_logging(self.name, self.settings.log_level)
+        try:
+            refuse_insecure_settings(self.settings)
+        except InsecureSettings as problem:
+            logging.getLogger(f"wmsj.{self.name}").critical(str(problem))
+            raise SystemExit(2) from None
         uvicorn.run(app, host=self.settings.http_host, port=self.settings.http_port, log_config=None)

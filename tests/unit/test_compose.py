@@ -25,6 +25,10 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
+from shared.settings import insecure_settings
+from wmsj import deploy
+from wmsj.deploy import service_user
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 COMPOSE_FILE = DEPLOY / "docker-compose.yml"
@@ -287,7 +291,14 @@ def test_secrets_come_only_from_env_and_are_required(
     compose_text: str, raw_compose: dict[str, Any], example_env: dict[str, str]
 ) -> None:
     secrets = {name for name in referenced_variables(raw_compose) if SECRET_NAME.search(name)}
-    assert {"RABBITMQ_PASSWORD", "MONGO_ROOT_PASSWORD", "MONGO_APP_PASSWORD", "S3_SECRET_KEY"} <= secrets
+    assert {
+        "RABBITMQ_PASSWORD",
+        "MONGO_ROOT_PASSWORD",
+        "S3_EVIDENCE_SECRET_KEY",
+        "S3_OPERATOR_SECRET_KEY",
+        *(f"RABBITMQ_{name.upper()}_PASSWORD" for name in APP_SERVICES),
+        *(f"MONGO_{name.upper()}_PASSWORD" for name in APP_SERVICES),
+    } <= secrets
     for name in secrets:
         # ${NAME:?message} everywhere: no default, so a forgotten secret stops `compose up`.
         for suffix in re.findall(r"\$\{" + name + r"([^A-Za-z0-9_][^}]*)?\}", compose_text):
@@ -303,7 +314,9 @@ def test_secrets_come_only_from_env_and_are_required(
                 assert re.fullmatch(interpolation, value), f"{service_name}: {key} must come from .env"
             if "://" in value and "@" in value:  # credentials inside a URL
                 userinfo = value.split("://", 1)[1].rpartition("@")[0]  # (urlsplit stops at "?")
-                assert re.fullmatch(f"{interpolation}:{interpolation}", userinfo), f"{service_name}: {key}"
+                # The user is the service's own fixed name or comes from .env; the password from .env.
+                user = rf"(wmsj-{service_name}|{interpolation})"
+                assert re.fullmatch(f"{user}:{interpolation}", userinfo), f"{service_name}: {key}"
     for config in (raw_compose.get("configs") or {}).values():
         for key, value in re.findall(r'"(accessKey|secretKey)":\s*"([^"]*)"', config.get("content", "")):
             assert re.fullmatch(interpolation, value), f"{key} in a config must come from .env"
@@ -338,7 +351,11 @@ def test_service_builds_from_its_own_dockerfile(compose: dict[str, Any], name: s
 
 def _settings_classes(service: str) -> list[type[BaseSettings]]:
     """The settings classes of shared/settings.py and of services/<service>/settings.py."""
-    modules = [importlib.import_module("shared.settings"), importlib.import_module("shared.auth")]
+    modules = [
+        importlib.import_module("shared.settings"),
+        importlib.import_module("shared.auth"),
+        importlib.import_module("shared.identity"),
+    ]
     try:
         modules.append(importlib.import_module(f"services.{service}.settings"))
     except ModuleNotFoundError as error:
@@ -475,14 +492,13 @@ def test_rabbitmq(compose: dict[str, Any]) -> None:
         r"\b(ping|check_port_connectivity|check_running)\b", " ".join(rabbitmq["healthcheck"]["test"])
     )
     assert rabbitmq.get("hostname"), "a fixed hostname keeps RabbitMQ's data across re-creation"
-    env = environment(rabbitmq)
+    users = {user["name"]: user["password"] for user in broker_definitions(compose)["users"]}
     for name in APP_SERVICES:
         url = urlsplit(environment(compose["services"][name])["WMSJ_AMQP_URL"])
         assert (url.scheme, url.hostname, url.port) == ("amqp", "rabbitmq", 5672)
-        assert (unquote(url.username or ""), unquote(url.password or "")) == (
-            env["RABBITMQ_DEFAULT_USER"],
-            env["RABBITMQ_DEFAULT_PASS"],
-        )
+        user, password = unquote(url.username or ""), unquote(url.password or "")
+        assert user == service_user(name), f"{name} connects as its own broker user"
+        assert users.get(user) == password, f"{name}: the broker's definitions must hold its user"
 
 
 def _command(service: Mapping[str, Any]) -> list[str]:
@@ -520,10 +536,9 @@ def test_mongo_is_an_authenticated_single_node_replica_set(compose: dict[str, An
         assert (url.scheme, url.hostname, url.port) == ("mongodb", "mongo", 27017)
         assert query.get("replicaSet") == [replica_set], f"{name}: WMSJ_MONGO_URL needs replicaSet="
         assert query.get("authSource") == ["admin"]
-        assert (unquote(url.username or ""), unquote(url.password or "")) == (
-            env["MONGO_INITDB_APP_USERNAME"],
-            env["MONGO_INITDB_APP_PASSWORD"],
-        ), f"{name}: the services use the application user, not root"
+        user, password = unquote(url.username or ""), unquote(url.password or "")
+        assert user == service_user(name), f"{name} connects to MongoDB as its own user, not root"
+        assert password == env[f"MONGO_{name.upper()}_PASSWORD"], f"{name}: its user's password"
 
 
 def test_s3_gateway_and_its_credentials(compose: dict[str, Any]) -> None:
@@ -548,6 +563,15 @@ def test_s3_gateway_and_its_credentials(compose: dict[str, Any]) -> None:
     evidence = environment(compose["services"]["evidence"])
     assert evidence["WMSJ_S3_ENDPOINT"] == f"s3:{port}"
     assert (evidence["WMSJ_S3_ACCESS_KEY"], evidence["WMSJ_S3_SECRET_KEY"]) in credentials
+    # The evidence service's identity may act on its own two buckets and nothing else.
+    buckets = {evidence["WMSJ_S3_UPLOAD_BUCKET"], evidence["WMSJ_S3_EVIDENCE_BUCKET"]}
+    (own,) = [
+        identity
+        for identity in identities["identities"]
+        if any(c["accessKey"] == evidence["WMSJ_S3_ACCESS_KEY"] for c in identity["credentials"])
+    ]
+    scopes = {action.partition(":")[2] for action in own["actions"]}
+    assert scopes == buckets, f"evidence's S3 identity must be limited to {sorted(buckets)}: {own['actions']}"
 
 
 # ------------------------------------------------------------------ the Dockerfiles
@@ -647,3 +671,178 @@ def test_dockerignore_keeps_the_rest_out_of_the_build_context() -> None:
         if line.strip() and not line.startswith("#")
     }
     assert {".venv", ".git", "tests", "bench", "docs", "var", "deploy", "**/.env"} <= patterns
+
+
+# ------------------------------------------------------------------ least privilege (issue 10)
+
+
+def broker_definitions(compose: Mapping[str, Any]) -> dict[str, Any]:
+    definitions = json.loads(compose["configs"]["rabbitmq-users"]["content"])
+    assert isinstance(definitions, dict)
+    return definitions
+
+
+def test_every_service_gets_the_keys_office_users_and_production_mode_from_one_place(
+    raw_compose: dict[str, Any],
+) -> None:
+    shared = {"WMSJ_API_KEYS", "WMSJ_OFFICE_USERS", "WMSJ_MODE"}
+    seen: dict[str, set[str]] = {key: set() for key in shared}
+    for name in APP_SERVICES:
+        env = environment(raw_compose["services"][name])
+        assert shared <= env.keys(), f"{name} lacks {sorted(shared - env.keys())}"
+        for key in shared:
+            seen[key].add(env[key])
+    assert all(len(values) == 1 for values in seen.values()), f"one value for every service: {seen}"
+    assert seen["WMSJ_MODE"] == {"production"}
+    assert seen["WMSJ_OFFICE_USERS"] == {"${RABBITMQ_USER:?set RABBITMQ_USER in .env}"}
+
+
+def test_no_two_services_share_a_broker_database_or_s3_identity(compose: dict[str, Any]) -> None:
+    amqp, mongo, s3 = {}, {}, {}
+    for name in APP_SERVICES:
+        env = environment(compose["services"][name])
+        amqp[name] = urlsplit(env["WMSJ_AMQP_URL"]).username
+        mongo[name] = urlsplit(env["WMSJ_MONGO_URL"]).username
+        if "WMSJ_S3_ACCESS_KEY" in env:
+            s3[name] = env["WMSJ_S3_ACCESS_KEY"]
+    for kind, users in (("broker", amqp), ("MongoDB", mongo), ("S3", s3)):
+        assert len(set(users.values())) == len(users), f"services share a {kind} identity: {users}"
+    admin = environment(compose["services"]["mongo"])["MONGO_INITDB_ROOT_USERNAME"]
+    assert admin not in mongo.values()
+    office = environment(compose["services"]["registry"])["WMSJ_OFFICE_USERS"]
+    assert office not in amqp.values(), "no service connects as the office/administrator"
+    identities = json.loads(compose["configs"]["s3-identities"]["content"])["identities"]
+    unscoped = {
+        c["accessKey"]
+        for identity in identities
+        if any(":" not in action for action in identity["actions"])
+        for c in identity["credentials"]
+    }
+    assert not unscoped & set(s3.values()), "a service holds the operators' unscoped S3 identity"
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_service_broker_user_may_do_exactly_what_the_service_needs(
+    compose: dict[str, Any], name: str
+) -> None:
+    definitions = broker_definitions(compose)
+    user = service_user(name)
+    allowed = deploy.permissions(name)
+    (granted,) = [p for p in definitions["permissions"] if p["user"] == user]
+    assert (granted["vhost"], granted["configure"], granted["write"], granted["read"]) == (
+        "/",
+        allowed.configure,
+        allowed.write,
+        allowed.read,
+    ), "regenerate with python -m wmsj.deploy --users"
+    (topic,) = [p for p in definitions["topic_permissions"] if p["user"] == user]
+    assert (topic["exchange"], topic["write"], topic["read"]) == ("wmsj.events", allowed.events_write, "^$")
+    # What the regular expressions allow, spelled out: its own queues, nobody else's.
+    own = deploy.own_queues(name)
+    assert own and all(re.fullmatch(granted["read"], queue) for queue in own)
+    others = [q for other in APP_SERVICES if other != name for q in deploy.own_queues(other)]
+    for queue in [*others, "wmsj.dead-letters", "office.scores", "wmsj.replies.township-1"]:
+        for kind in ("configure", "write", "read"):
+            assert not re.fullmatch(granted[kind], queue), f"{user} may {kind} {queue}"
+    for exchange in ("wmsj.ingress", "wmsj.dlx", "wmsj.ingress.unrouted"):
+        assert not re.fullmatch(granted["configure"], exchange)
+    assert not re.fullmatch(granted["write"], "wmsj.ingress"), "services do not publish on the ingress"
+    users = {u["name"]: u for u in definitions["users"]}
+    assert users[user]["tags"] == [], "a service's user has no management rights"
+
+
+def test_broker_loads_its_definitions_and_caps_message_size(compose: dict[str, Any]) -> None:
+    rabbitmq = compose["services"]["rabbitmq"]
+    mounted = {c["source"]: c["target"] for c in rabbitmq["configs"]}
+    conf = dict(
+        (key.strip(), value.strip())
+        for key, _, value in (
+            line.partition("=") for line in compose["configs"]["rabbitmq-conf"]["content"].splitlines()
+        )
+        if key.strip() and not key.strip().startswith("#")
+    )
+    assert mounted["rabbitmq-conf"].startswith("/etc/rabbitmq/conf.d/")
+    directory = conf["definitions.local.path"]
+    assert conf["definitions.import_backend"] == "local_filesystem"
+    assert {mounted["rabbitmq-users"], mounted["rabbitmq-topology"]} <= {
+        f"{directory}/{Path(t).name}" for t in mounted.values()
+    }
+    # Users (and their vhost) before the topology: files are imported in name order.
+    assert Path(mounted["rabbitmq-users"]).name < Path(mounted["rabbitmq-topology"]).name
+    assert (DEPLOY / compose["configs"]["rabbitmq-topology"]["file"]).resolve() == deploy.TOPOLOGY_FILE
+    # The services' own cap is 1 MiB by default; the broker's is above it so that a message
+    # between the two is refused with a reason, not by closing the sender's channel.
+    assert 1024 * 1024 < int(conf["max_message_size"]) <= 16 * 1024 * 1024
+    assert "RABBITMQ_DEFAULT_USER" not in environment(rabbitmq), "users come from the definitions"
+
+
+def test_broker_topology_file_is_generated_from_the_code() -> None:
+    assert deploy.main(["--check"]) == 0, "run python -m wmsj.deploy"
+    topology = json.loads(deploy.TOPOLOGY_FILE.read_text(encoding="utf-8"))
+    (policy,) = [p for p in topology["policies"] if re.fullmatch(p["pattern"], "wmsj.dead-letters")]
+    assert policy["definition"]["message-ttl"] > 0 and policy["definition"]["max-length"] > 0
+
+
+def test_mongo_users_may_read_and_write_their_own_database_only(compose: dict[str, Any]) -> None:
+    script = compose["configs"]["mongo-users"]["content"]
+    rows = re.findall(r'\["([^"]+)",\s*process\.env\.(\w+),\s*"([^"]+)"\]', script)
+    assert {user: (password, db) for user, password, db in rows} == {
+        service_user(name): (f"MONGO_{name.upper()}_PASSWORD", name) for name in APP_SERVICES
+    }
+    assert re.search(r'roles:\s*\[\{\s*role:\s*"readWrite",\s*db:\s*prefix \+ service\s*\}\]', script)
+    assert "AnyDatabase" not in script
+    mongo_env = environment(compose["services"]["mongo"])
+    for name in APP_SERVICES:
+        assert mongo_env["WMSJ_DB_PREFIX"] == environment(compose["services"][name])["WMSJ_DB_PREFIX"]
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_services_refuse_to_start_with_the_env_example_placeholders(
+    compose: dict[str, Any], name: str
+) -> None:
+    problems = insecure_settings(environment(compose["services"][name]), pii=name == "registry")
+    assert any("WMSJ_API_KEYS" in p for p in problems), problems
+    assert any("WMSJ_AMQP_URL" in p for p in problems) and any("WMSJ_MONGO_URL" in p for p in problems)
+    if name == "registry":
+        assert any("WMSJ_PII_KEY" in p for p in problems)
+    if name == "evidence":
+        assert any("WMSJ_S3_" in p for p in problems)
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_services_start_with_real_secrets(
+    raw_compose: dict[str, Any], example_env: dict[str, str], name: str
+) -> None:
+    from cryptography.fernet import Fernet
+
+    real = {
+        key: (Fernet.generate_key().decode() if key == "WMSJ_PII_KEY" else os.urandom(12).hex())
+        if re.search("change-?me", value, re.IGNORECASE)
+        else value
+        for key, value in example_env.items()
+    }
+    real["WMSJ_API_KEYS"] = json.dumps({os.urandom(16).hex(): "office"})
+    service = interpolate_tree(raw_compose, real)["services"][name]
+    registry = name == "registry"  # the one service that encrypts personal data
+    assert insecure_settings(environment(service), pii=registry) == []
+
+
+def test_development_secrets_are_refused_outside_development_mode() -> None:
+    from shared.auth import DEV_OFFICE_KEY
+    from shared.pii import DEV_PII_KEY
+
+    production = {
+        "WMSJ_MODE": "production",
+        "WMSJ_API_KEYS": json.dumps({"k" * 32: "office"}),
+        "WMSJ_AMQP_URL": "amqp://u:p4ss@rabbitmq:5672/",
+        "WMSJ_MONGO_URL": "mongodb://u:p4ss@mongo:27017/",
+    }
+    assert insecure_settings(production, pii=False) == []
+    assert insecure_settings(production), "a service that encrypts personal data needs its own PII key"
+    assert insecure_settings({**production, "WMSJ_MODE": "development", "WMSJ_PII_KEY": DEV_PII_KEY}) == []
+    assert insecure_settings({**production, "WMSJ_API_KEYS": json.dumps({DEV_OFFICE_KEY: "office"})})
+    assert insecure_settings({k: v for k, v in production.items() if k != "WMSJ_API_KEYS"})
+    assert insecure_settings({**production, "WMSJ_PII_KEY": DEV_PII_KEY}, pii=False)
+    assert insecure_settings({**production, "WMSJ_PII_KEY": "change-me-pii-key"}, pii=False)
+    assert insecure_settings({**production, "WMSJ_AMQP_URL": "amqp://guest:guest@rabbitmq:5672/"})
+    assert insecure_settings({**production, "WMSJ_S3_SECRET_KEY": "minioadmin"})
