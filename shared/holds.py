@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 
+from shared import metrics
 from shared.events import CloudEvent, EventRejected, EventRejectedEvent, derived_id, parse_event
 from shared.identity import Publisher
 from shared.messaging import InvalidEvent, retry_transient
@@ -193,7 +194,8 @@ class Holds:
                 await self.held.replace_one({"_id": doc["_id"]}, doc, upsert=True, session=session)
                 return []
 
-            await self.service.process(event, hold)
+            if await self.service.process(event, hold):
+                metrics.mark("held")
         else:
 
             async def move(session: AsyncClientSession) -> None:

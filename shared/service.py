@@ -16,10 +16,12 @@ import uvicorn
 from fastapi import FastAPI, Response
 from faststream.middlewares import AckPolicy
 from faststream.rabbit import RabbitBroker, RabbitQueue
+from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
 from faststream.specification import AsyncAPI
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from shared import metrics as metrics_
 from shared.events import CloudEvent, derived_id
 from shared.messaging import EventBus, event_decoder, make_broker, rejecting_middleware, retry_transient
 from shared.mongo import Document, Effect, Outbox, connect, ensure_common_indexes, handle_once
@@ -72,6 +74,7 @@ class Service:
     mongo: AsyncMongoClient[Document] = field(init=False)
     db: AsyncDatabase[Document] = field(init=False)
     outbox: Outbox = field(init=False)
+    metrics: metrics_.ServiceMetrics = field(init=False)
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     publishes: list[type[CloudEvent[Any]]] = field(default_factory=list)
     readiness: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -85,6 +88,15 @@ class Service:
         self.mongo = connect(self.settings.mongo_url)
         self.db = self.mongo[f"{self.settings.db_prefix}{self.name}"]  # each service owns its database
         self.outbox = Outbox(self.db, self.bus)
+        # Metrics (/metrics): outermost, so they see what the rejecting middleware made of a message.
+        self.metrics = metrics_.ServiceMetrics(self.name)
+        self.broker.insert_middleware(self.metrics.middleware())
+        self.broker.insert_middleware(
+            RabbitPrometheusMiddleware(registry=self.metrics.registry, app_name=self.name)
+        )
+        self.metrics.gauge("outbox", self.outbox.pending)
+        self.metrics.gauge("held", lambda: self.db.held.count_documents({}))
+        logging.getLogger("wmsj.messaging").addHandler(self.metrics.count_store_errors())
 
     async def already_handled(self, event: CloudEvent[Any]) -> bool:
         """A cheap look before slow work; ``process`` still decides, inside its transaction."""
@@ -105,6 +117,8 @@ class Service:
             what=f"handling {event.type} {event.id}",
             max_delay=settings.retry_max_delay_s,
         )
+        if not handled:
+            metrics_.mark("duplicate")
         logging.getLogger(f"wmsj.{self.name}").info(
             "handled" if handled else "duplicate ignored",
             extra={"event_id": event.id, "event_source": event.source, "event_type": event.type},
@@ -218,6 +232,12 @@ class Service:
                     "reason": str(error) or type(error).__name__,
                 }
             return {"status": "ready", "service": self.name}
+
+        @app.get("/metrics", tags=["health"], include_in_schema=False)
+        async def metrics() -> Response:
+            """Prometheus text format (shared/metrics.py); unauthenticated like the health
+            probes, and like them meant for the internal network only."""
+            return Response(await self.metrics.render(), media_type=metrics_.CONTENT_TYPE)
 
         if routes:
             routes(app)
