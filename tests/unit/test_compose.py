@@ -846,3 +846,68 @@ def test_development_secrets_are_refused_outside_development_mode() -> None:
     assert insecure_settings({**production, "WMSJ_PII_KEY": "change-me-pii-key"}, pii=False)
     assert insecure_settings({**production, "WMSJ_AMQP_URL": "amqp://guest:guest@rabbitmq:5672/"})
     assert insecure_settings({**production, "WMSJ_S3_SECRET_KEY": "minioadmin"})
+
+
+# ------------------------------------------------------------------ observability (issue 13)
+
+OBSERVABILITY = DEPLOY / "observability"
+
+
+def _metric_names() -> set[str]:
+    """The names /metrics serves for the domain (shared/metrics.py), with their suffixes."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from shared.metrics import ServiceMetrics
+
+    metrics = ServiceMetrics("x")
+    metrics.events.labels("x", "t", "w", "handled").inc()
+    for histogram in (metrics.handler_seconds.labels("x", "t"), metrics.delivery_seconds.labels("x")):
+        histogram.observe(1)
+    metrics.analysis_seconds.labels("x").observe(1)
+    metrics.store_errors.labels("x", "mongo").inc()
+    metrics.backlog.labels("x", "outbox").set(1)
+    from prometheus_client import generate_latest
+
+    text = generate_latest(metrics.registry).decode()
+    return {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def test_observability_runs_behind_its_profile_only(compose: dict[str, Any]) -> None:
+    for name in ("prometheus", "grafana"):
+        assert compose["services"][name]["profiles"] == ["observability"]
+        assert re.fullmatch(r"[\w./-]+:v?\d+\.\d+\.\d+", compose["services"][name]["image"]), "pin a version"
+    for name in (*APP_SERVICES, *INFRA):
+        assert "profiles" not in compose["services"][name], f"{name} must run without a profile"
+
+
+def test_prometheus_scrapes_every_service_and_loads_the_alerts(compose: dict[str, Any]) -> None:
+    config = yaml.safe_load((OBSERVABILITY / "prometheus.yml").read_text(encoding="utf-8"))
+    targets = {
+        target
+        for job in config["scrape_configs"]
+        if job["job_name"] == "wmsj"
+        for static in job["static_configs"]
+        for target in static["targets"]
+    }
+    assert targets == {
+        f"{name}:{environment(compose['services'][name])['WMSJ_HTTP_PORT']}" for name in APP_SERVICES
+    }
+    mounted = {c["target"] for c in compose["services"]["prometheus"]["configs"]}
+    assert set(config["rule_files"]) <= mounted
+
+
+def test_alert_rules_and_dashboard_use_metrics_that_exist() -> None:
+    alerts = yaml.safe_load((OBSERVABILITY / "alerts.yml").read_text(encoding="utf-8"))
+    rules = {rule["alert"]: rule["expr"] for group in alerts["groups"] for rule in group["rules"]}
+    assert {"WmsjQueueGrowing", "WmsjOutboxStuck", "WmsjDeadLetters", "WmsjTownshipSilent"} <= rules.keys()
+    dashboard = json.loads(
+        (OBSERVABILITY / "grafana" / "dashboards" / "wmsj.json").read_text(encoding="utf-8")
+    )
+    expressions = [*rules.values(), *(t["expr"] for p in dashboard["panels"] for t in p["targets"])]
+    known = _metric_names()
+    for expression in expressions:
+        for name in re.findall(r"\b(wmsj_[a-z_]+)\b", expression):
+            assert name in known, f"{name} is not served by shared/metrics.py"
+    datasources = yaml.safe_load((OBSERVABILITY / "grafana" / "provisioning" / "datasources.yml").read_text())
+    uids = {d["uid"] for d in datasources["datasources"]}
+    assert {p["datasource"]["uid"] for p in dashboard["panels"]} <= uids
