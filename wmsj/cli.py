@@ -8,6 +8,7 @@ wmsj publish FILE  validate events locally, publish the valid ones, report every
 wmsj validate FILE check a file of events offline, with the services' own rules
 wmsj scores        print the score table of a month
 wmsj township add|rotate|show|list|revoke ID   township systems' identities (management HTTP API)
+wmsj backup DIR / wmsj restore DIR   every database, the evidence bucket, the broker's definitions
 wmsj import units|volunteers FILE   import a CSV/XLSX into the registry, print the row errors
 wmsj export units|volunteers FILE   export the registry to a .csv or .xlsx file
 """
@@ -298,6 +299,26 @@ def cmd_township(args: argparse.Namespace) -> int:
         return 1
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    """Back up (or restore) every service database, the evidence bucket and the broker's
+    definitions, online (wmsj/backup.py)."""
+    from wmsj import backup
+
+    plan = backup.default_plan()
+    directory = Path(args.directory)
+    if args.action == "backup":
+        manifest = backup.backup(directory, plan)
+        done = asyncio.run(manifest)
+        documents = sum(sum(c.values()) for c in done["mongo"].values())
+        objects = sum(done["s3"].values())
+        print(f"backed up {documents} documents, {objects} objects and the broker's definitions to {directory}")
+    else:
+        restored = asyncio.run(backup.restore(directory, plan))
+        documents = sum(sum(c.values()) for c in restored["mongo"].values())
+        print(f"restored {documents} documents, {sum(restored['s3'].values())} new objects, and the broker's definitions")
+    return 0
+
+
 def _registry_request(path: str, data: bytes | None = None, content_type: str = "") -> bytes:
     port = processes.SERVICES["registry"]
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data)
@@ -409,6 +430,13 @@ def main(argv: list[str] | None = None) -> int:
             one.add_argument("--env-file", help="write (or remove) the API key entry in this .env file")
         one.set_defaults(func=cmd_township)
     township_sub.add_parser("list", help="every township on this broker").set_defaults(func=cmd_township)
+    for action, text in (
+        ("backup", "back up the databases, the evidence bucket and the broker's definitions to DIR (online)"),
+        ("restore", "restore a backup made by `wmsj backup` (onto an empty stack)"),
+    ):
+        one = sub.add_parser(action, help=text)
+        one.add_argument("directory")
+        one.set_defaults(func=cmd_backup, action=action)
     imp = sub.add_parser("import", help="import units or volunteers from a CSV/XLSX file")
     imp.add_argument("what", choices=["units", "volunteers"])
     imp.add_argument("file")
