@@ -311,11 +311,15 @@ def cmd_backup(args: argparse.Namespace) -> int:
         done = asyncio.run(manifest)
         documents = sum(sum(c.values()) for c in done["mongo"].values())
         objects = sum(done["s3"].values())
-        print(f"backed up {documents} documents, {objects} objects and the broker's definitions to {directory}")
+        print(
+            f"backed up {documents} documents, {objects} objects and the broker's definitions to {directory}"
+        )
     else:
         restored = asyncio.run(backup.restore(directory, plan))
         documents = sum(sum(c.values()) for c in restored["mongo"].values())
-        print(f"restored {documents} documents, {sum(restored['s3'].values())} new objects, and the broker's definitions")
+        print(
+            f"restored {documents} documents, {sum(restored['s3'].values())} new objects, and the broker's definitions"
+        )
     return 0
 
 
