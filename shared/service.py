@@ -22,6 +22,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared import metrics as metrics_
+from shared import tracing
 from shared.events import CloudEvent, derived_id
 from shared.messaging import EventBus, event_decoder, make_broker, rejecting_middleware, retry_transient
 from shared.mongo import Document, Effect, Outbox, connect, ensure_common_indexes, handle_once
@@ -91,6 +92,7 @@ class Service:
         # Metrics (/metrics): outermost, so they see what the rejecting middleware made of a message.
         self.metrics = metrics_.ServiceMetrics(self.name)
         self.broker.insert_middleware(self.metrics.middleware())
+        self.broker.insert_middleware(tracing.middleware(self.name))  # outermost: the span covers it all
         self.broker.insert_middleware(
             RabbitPrometheusMiddleware(registry=self.metrics.registry, app_name=self.name)
         )
@@ -112,8 +114,13 @@ class Service:
         transaction (retried while the database is down), then the outbox is relayed.
         Returns False for a duplicate. The caller's message is acked only after this."""
         settings = self.settings
+
+        async def traced(session: Any) -> Any:
+            # What the handler stores carries this span's traceparent (shared/tracing.py).
+            return tracing.traced_outgoing(await effect(session))
+
         handled = await retry_transient(
-            lambda: handle_once(self.mongo, self.db, event, effect),
+            lambda: handle_once(self.mongo, self.db, event, traced),
             what=f"handling {event.type} {event.id}",
             max_delay=settings.retry_max_delay_s,
         )
@@ -245,6 +252,7 @@ class Service:
 
     def serve(self, app: FastAPI) -> None:
         setup_logging(self.name, self.settings.log_level)
+        tracing.setup_tracing(self.name, self.settings.otlp_endpoint)
         try:
             refuse_insecure_settings(self.settings)
         except InsecureSettings as problem:

@@ -38,6 +38,9 @@ class CommonSettings(BaseSettings):
     # compose the broker loads it from its definitions file and a service's broker user may
     # configure only its own queues, so there it is off.
     declare_topology: bool = True
+    # Where spans go, by OTLP over HTTP (shared/tracing.py), e.g.
+    # http://otel-collector:4318/v1/traces. Empty: traces are not exported.
+    otlp_endpoint: str | None = None
 
 
 class HoldSettings(CommonSettings):

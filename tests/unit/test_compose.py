@@ -336,9 +336,12 @@ def test_env_example_placeholders_are_usable(example_env: dict[str, str]) -> Non
 
 def test_all_services_and_servers_are_defined(compose: dict[str, Any]) -> None:
     assert set(APP_SERVICES) | set(INFRA) <= compose["services"].keys()
+    # The collector's and Jaeger's images are distroless (no shell, no wget): nothing to run a
+    # health check with, and nothing depends on them being healthy.
+    unchecked = {"otel-collector", "jaeger"}
     for name, service in compose["services"].items():
         assert service.get("restart") == "unless-stopped", name
-        assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+        assert name in unchecked or service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
@@ -873,7 +876,7 @@ def _metric_names() -> set[str]:
 
 
 def test_observability_runs_behind_its_profile_only(compose: dict[str, Any]) -> None:
-    for name in ("prometheus", "grafana"):
+    for name in ("prometheus", "grafana", "otel-collector", "jaeger"):
         assert compose["services"][name]["profiles"] == ["observability"]
         assert re.fullmatch(r"[\w./-]+:v?\d+\.\d+\.\d+", compose["services"][name]["image"]), "pin a version"
     for name in (*APP_SERVICES, *INFRA):
@@ -911,3 +914,17 @@ def test_alert_rules_and_dashboard_use_metrics_that_exist() -> None:
     datasources = yaml.safe_load((OBSERVABILITY / "grafana" / "provisioning" / "datasources.yml").read_text())
     uids = {d["uid"] for d in datasources["datasources"]}
     assert {p["datasource"]["uid"] for p in dashboard["panels"]} <= uids
+
+
+def test_traces_go_through_the_collector_to_jaeger(raw_compose: dict[str, Any]) -> None:
+    collector = yaml.safe_load((OBSERVABILITY / "otel-collector.yml").read_text(encoding="utf-8"))
+    pipeline = collector["service"]["pipelines"]["traces"]
+    assert (
+        pipeline["receivers"] == ["otlp"]
+        and "4318" in collector["receivers"]["otlp"]["protocols"]["http"]["endpoint"]
+    )
+    (exporter,) = pipeline["exporters"]
+    assert collector["exporters"][exporter]["endpoint"].startswith("jaeger:")
+    for name in APP_SERVICES:
+        # Off unless the operator sets it (the profile's collector may not be running).
+        assert environment(raw_compose["services"][name])["WMSJ_OTLP_ENDPOINT"] == "${WMSJ_OTLP_ENDPOINT:-}"
