@@ -6,11 +6,34 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import MutableMapping
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def read_secret_files(environ: MutableMapping[str, str] = os.environ) -> list[str]:
+    """Secrets from files: for every ``WMSJ_<NAME>_FILE`` (e.g. ``/run/secrets/pii_key``, a
+    compose or Kubernetes secret), set ``WMSJ_<NAME>`` to the file's content, unless it is
+    set already. Done once, when this module is imported, before any settings are read:
+    every settings class then sees the secret as if it were in the environment, and nothing
+    secret needs to be in the container's environment (``docker inspect`` shows it)."""
+    read = []
+    for name, path in list(environ.items()):
+        if not (name.upper().startswith("WMSJ_") and name.upper().endswith("_FILE")):
+            continue
+        target = name[: -len("_FILE")]
+        if target in environ:
+            continue
+        try:
+            with open(path, encoding="utf-8") as f:
+                environ[target] = f.read().removesuffix("\n")
+        except OSError as error:
+            raise InsecureSettings(f"{name}: cannot read {path}: {error.strerror}") from None
+        read.append(target)
+    return read
 
 
 class CommonSettings(BaseSettings):
@@ -152,3 +175,6 @@ def refuse_insecure_settings(settings: BaseSettings, environ: dict[str, str] | N
             + ". Set real secrets in deploy/.env (see deploy/.env.example), "
             "or WMSJ_MODE=development on a developer's machine."
         )
+
+
+read_secret_files()

@@ -1,11 +1,12 @@
-"""The deployment (deploy/docker-compose.yml and services/*/Dockerfile), checked without Docker.
+"""The deployment (deploy/docker-compose.yml and services/Dockerfile), checked without Docker.
 
 The compose file is interpolated with deploy/.env.example, as `docker compose` would do with
 the operators' .env, and validated against the Compose Specification's JSON schema, vendored
 as deploy/compose-spec.json. It is then checked against the code: the four services, their
 settings (shared/settings.py and services/<name>/settings.py), their ports and health
-endpoints, and the infrastructure they need. The Dockerfiles are parsed to check that each
-image holds only shared/ and its own service, so no service can import another's code.
+endpoints, and the infrastructure they need. The one Dockerfile is parsed, with each
+service's build arguments, to check that each image holds only shared/ and its own service,
+so no service can import another's code.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ INFRA = ("rabbitmq", "mongo", "s3")
 # Where each server keeps its data: these must be named volumes.
 DATA_PATHS = {"rabbitmq": "/var/lib/rabbitmq", "mongo": "/data/db", "s3": "/data"}
 # What an image may contain besides its own services/<name>/.
-COMMON_SOURCES = {"pyproject.toml", "shared", "services/__init__.py"}
+COMMON_SOURCES = {"requirements.lock", "pyproject.toml", "shared", "services/__init__.py"}
+DOCKERFILE = ROOT / "services" / "Dockerfile"
 SECRET_NAME = re.compile(r"PASSWORD|PASS$|SECRET|_KEY$")
 
 
@@ -345,11 +347,12 @@ def test_all_services_and_servers_are_defined(compose: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
-def test_service_builds_from_its_own_dockerfile(compose: dict[str, Any], name: str) -> None:
+def test_service_builds_from_the_one_dockerfile_with_its_name(compose: dict[str, Any], name: str) -> None:
     build = compose["services"][name]["build"]
     assert (COMPOSE_FILE.parent / build["context"]).resolve() == ROOT
-    assert build["dockerfile"] == f"services/{name}/Dockerfile"
-    assert (ROOT / build["dockerfile"]).is_file()
+    assert (ROOT / build["dockerfile"]).resolve() == DOCKERFILE
+    port = environment(compose["services"][name])["WMSJ_HTTP_PORT"]
+    assert build["args"] == {"SERVICE": name, "HTTP_PORT": port}
 
 
 def _settings_classes(service: str) -> list[type[BaseSettings]]:
@@ -432,7 +435,7 @@ def test_health_and_ports_agree(compose: dict[str, Any], name: str) -> None:
     assert all(len(str(p).split(":")) == 3 for p in service.get("ports", [])), "publish with a host address"
     assert any(int(target) == port for _, target in published), f"{name}: port {port} not published"
     # The image says the same: ENV, EXPOSE and HEALTHCHECK.
-    dockerfile = Dockerfile(ROOT / "services" / name / "Dockerfile")
+    dockerfile = Dockerfile(DOCKERFILE, {"SERVICE": name, "HTTP_PORT": str(port)})
     assert dockerfile.env["WMSJ_HTTP_PORT"] == str(port)
     assert dockerfile.single("EXPOSE") == str(port)
     # And the code's own default, where the service declares one.
@@ -468,9 +471,9 @@ def _conftest_image(repository: str) -> str | None:
 @pytest.mark.parametrize(
     ("name", "image"),
     [
-        ("rabbitmq", r"rabbitmq:4\.\d+(\.\d+)*-management(-alpine)?"),
-        ("mongo", r"mongo:8\.\d+(\.\d+)*"),
-        ("s3", r"chrislusf/seaweedfs:4\.\d+(\.\d+)*"),
+        ("rabbitmq", r"rabbitmq:4\.\d+\.\d+-management(-alpine)?(@sha256:[0-9a-f]{64})?"),
+        ("mongo", r"mongo:8\.\d+\.\d+(@sha256:[0-9a-f]{64})?"),
+        ("s3", r"chrislusf/seaweedfs:4\.\d+(\.\d+)*(@sha256:[0-9a-f]{64})?"),
     ],
 )
 def test_server_images(compose: dict[str, Any], name: str, image: str) -> None:
@@ -581,10 +584,12 @@ def test_s3_gateway_and_its_credentials(compose: dict[str, Any]) -> None:
 
 
 class Dockerfile:
-    """Just enough of a Dockerfile parser: instructions with continuation lines joined."""
+    """Just enough of a Dockerfile parser: instructions with continuation lines joined, and
+    ``${ARG}`` replaced by the build arguments given (or the ARG's default)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, build_args: Mapping[str, str] | None = None) -> None:
         self.path = path
+        self.build_args = dict(build_args or {})
         self.instructions: list[tuple[str, str]] = []
         current = ""
         for raw in path.read_text(encoding="utf-8").splitlines():
@@ -597,6 +602,13 @@ class Dockerfile:
             current += line
             if current.strip():
                 keyword, _, arguments = current.strip().partition(" ")
+                if keyword.upper() == "ARG":
+                    name, _, default = arguments.strip().partition("=")
+                    self.build_args.setdefault(name, default)
+                elif keyword.upper() not in ("RUN", "CMD", "HEALTHCHECK"):  # those see the shell's $VARs
+                    arguments = re.sub(
+                        r"\$\{(\w+)\}", lambda m: self.build_args.get(m.group(1), m.group(0)), arguments
+                    )
                 self.instructions.append((keyword.upper(), arguments.strip()))
             current = ""
         assert not current, f"{path}: ends with a continuation line"
@@ -641,30 +653,82 @@ def _exec_form(arguments: str) -> list[str]:
 
 @pytest.mark.parametrize("name", APP_SERVICES)
 def test_dockerfile_copies_only_shared_and_its_own_service(name: str) -> None:
-    dockerfile = Dockerfile(ROOT / "services" / name / "Dockerfile")
+    dockerfile = Dockerfile(DOCKERFILE, {"SERVICE": name, "HTTP_PORT": "8000"})
     assert not dockerfile.all("ADD"), "use COPY"
     allowed = COMMON_SOURCES | {f"services/{name}"}
     copied: set[str] = set()
     for flags, source in dockerfile.copy_sources():
         assert not any(flag.startswith("--from") for flag in flags), "no multi-stage copies from elsewhere"
-        assert not re.search(r"[*?\[]", source), f"{source}: no wildcards"
+        assert not re.search(r"[*?\[$]", source), f"{source}: no wildcards, no unknown variables"
         normalized = os.path.normpath(source)
-        assert normalized in allowed, f"services/{name}/Dockerfile copies {source}: only {sorted(allowed)}"
+        assert normalized in allowed, f"the {name} image copies {source}: only {sorted(allowed)}"
         copied.add(normalized)
     assert copied == allowed, f"missing from the image: {sorted(allowed - copied)}"
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
 def test_dockerfile_runs_the_service_as_a_non_root_user(name: str) -> None:
-    dockerfile = Dockerfile(ROOT / "services" / name / "Dockerfile")
-    assert dockerfile.all("FROM") == ["python:3.11-slim"]
-    assert any("pip install --no-cache-dir ." in run for run in dockerfile.all("RUN"))
+    dockerfile = Dockerfile(DOCKERFILE, {"SERVICE": name, "HTTP_PORT": "8000"})
+    # A pinned base image (a full version; a digest may be added with --build-arg PYTHON_IMAGE).
+    (base,) = dockerfile.all("FROM")
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+(@sha256:[0-9a-f]{64})?", base), base
+    runs = dockerfile.all("RUN")
+    assert any("--require-hashes -r requirements.lock" in run for run in runs), (
+        "install the locked dependencies"
+    )
+    assert any("pip install --no-cache-dir --no-deps ." in run for run in runs), (
+        "the project without re-resolving"
+    )
     user = dockerfile.all("USER")
     assert user and user[-1].split(":")[0] not in ("root", "0")
-    assert _exec_form(dockerfile.single("CMD")) == ["python", "-m", f"services.{name}"]
+    assert dockerfile.env["WMSJ_SERVICE"] == name
+    assert _exec_form(dockerfile.single("CMD")) == ["sh", "-c", 'exec python -m "services.${WMSJ_SERVICE}"']
     assert dockerfile.env["WMSJ_HTTP_HOST"] == "0.0.0.0"
     health = dockerfile.single("HEALTHCHECK")
     assert "/health/ready" in health and "urllib" in health and "curl" not in health
+
+
+def test_the_lock_file_pins_every_dependency_with_hashes() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    lock = (ROOT / "requirements.lock").read_text(encoding="utf-8")
+    pinned = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", lock, re.MULTILINE))
+    normal = {re.sub(r"[-_.]+", "-", name).lower() for name in pinned}
+    for requirement in project["dependencies"]:
+        name = re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0]
+        assert re.sub(r"[-_.]+", "-", name).lower() in normal, (
+            f"{name} is not in requirements.lock: run pip-compile"
+        )
+    for block in re.split(r"\n(?=[A-Za-z0-9_.-]+==)", lock.strip()):
+        if block.startswith("#") or "==" not in block.split("\n")[0]:
+            continue
+        assert "--hash=sha256:" in block, f"{block.splitlines()[0]}: no hash"
+    assert "file://" not in lock and "/opt/" not in lock, "the lock names a local index"
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_service_containers_are_hardened(compose: dict[str, Any], name: str) -> None:
+    service = compose["services"][name]
+    assert service["read_only"] is True
+    assert service["cap_drop"] == ["ALL"] and "cap_add" not in service
+    assert "no-new-privileges:true" in service["security_opt"]
+    assert service["ulimits"]["nofile"]["soft"] >= 4096
+    assert service["stop_grace_period"]
+    limits = service["deploy"]["resources"]["limits"]
+    assert limits["cpus"] and limits["memory"]
+
+
+@pytest.mark.parametrize("name", INFRA)
+def test_servers_are_bounded_and_stop_cleanly(compose: dict[str, Any], name: str) -> None:
+    service = compose["services"][name]
+    assert "no-new-privileges:true" in service["security_opt"]
+    assert service["cap_drop"] == ["ALL"]
+    assert service["ulimits"]["nofile"]["soft"] >= 32000, "RabbitMQ and mongod want many open files"
+    seconds = int(str(service["stop_grace_period"]).rstrip("s"))
+    assert seconds >= 60, "time for a clean shutdown (docker's default is 10 s)"
+    limits = service["deploy"]["resources"]["limits"]
+    assert limits["cpus"] and limits["memory"]
 
 
 def test_dockerignore_keeps_the_rest_out_of_the_build_context() -> None:
@@ -928,3 +992,14 @@ def test_traces_go_through_the_collector_to_jaeger(raw_compose: dict[str, Any]) 
     for name in APP_SERVICES:
         # Off unless the operator sets it (the profile's collector may not be running).
         assert environment(raw_compose["services"][name])["WMSJ_OTLP_ENDPOINT"] == "${WMSJ_OTLP_ENDPOINT:-}"
+
+
+def test_setup_installs_the_dev_lock_which_agrees_with_the_image_lock() -> None:
+    setup = (ROOT / "scripts" / "setup.sh").read_text(encoding="utf-8")
+    assert "--require-hashes -r requirements-dev.lock" in setup
+    pins = {}
+    for name in ("requirements.lock", "requirements-dev.lock"):
+        text = (ROOT / name).read_text(encoding="utf-8")
+        pins[name] = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", text, re.MULTILINE))
+    image, dev = pins["requirements.lock"], pins["requirements-dev.lock"]
+    assert {k: v for k, v in dev.items() if k in image} == image, "the two locks disagree: regenerate both"
