@@ -9,7 +9,10 @@ if [[ ! -x .venv/bin/python ]]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+# The dependencies exactly as locked (versions and hashes; the images use requirements.lock,
+# the same without the dev tools), then the project itself without re-resolving them.
+.venv/bin/python -m pip install -q --disable-pip-version-check --require-hashes -r requirements-dev.lock
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
 # Debian's chromium, headless, for the dashboard's browser test (tests/integration/test_dashboard.py).
 if ! command -v chromium >/dev/null 2>&1; then
   SUDO=$([[ $(id -u) == 0 ]] && echo "" || echo sudo)

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 
+from shared import metrics
 from shared.events import CloudEvent, EventRejected, EventRejectedEvent, derived_id, parse_event
 from shared.hold_rules import Awaited, outstayed, outstayed_reason
 from shared.identity import Publisher
@@ -138,7 +139,8 @@ class Holds:
                 await self.held.replace_one({"_id": doc["_id"]}, doc, upsert=True, session=session)
                 return []
 
-            await self.service.process(event, hold)
+            if await self.service.process(event, hold):
+                metrics.mark("held")
         else:
 
             async def move(session: AsyncClientSession) -> None:

@@ -16,10 +16,13 @@ import uvicorn
 from fastapi import FastAPI, Response
 from faststream.middlewares import AckPolicy
 from faststream.rabbit import RabbitBroker, RabbitQueue
+from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
 from faststream.specification import AsyncAPI
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from shared import metrics as metrics_
+from shared import tracing
 from shared.events import CloudEvent, derived_id
 from shared.messaging import (
     EventBus,
@@ -31,7 +34,7 @@ from shared.messaging import (
 )
 from shared.mongo import Document, Effect, Outbox, connect, ensure_common_indexes, handle_once
 from shared.pii import scrub
-from shared.settings import CommonSettings
+from shared.settings import CommonSettings, InsecureSettings, refuse_insecure_settings
 from shared.topology import EVENTS, declare_topology
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"color_message"}
@@ -79,6 +82,7 @@ class Service:
     mongo: AsyncMongoClient[Document] = field(init=False)
     db: AsyncDatabase[Document] = field(init=False)
     outbox: Outbox = field(init=False)
+    metrics: metrics_.ServiceMetrics = field(init=False)
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     publishes: list[type[CloudEvent[Any]]] = field(default_factory=list)
     readiness: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -93,6 +97,16 @@ class Service:
         self.mongo = connect(self.settings.mongo_url)
         self.db = self.mongo[f"{self.settings.db_prefix}{self.name}"]  # each service owns its database
         self.outbox = Outbox(self.db, self.bus)
+        # Metrics (/metrics): outermost, so they see what the rejecting middleware made of a message.
+        self.metrics = metrics_.ServiceMetrics(self.name)
+        self.broker.insert_middleware(self.metrics.middleware())
+        self.broker.insert_middleware(tracing.middleware(self.name))  # outermost: the span covers it all
+        self.broker.insert_middleware(
+            RabbitPrometheusMiddleware(registry=self.metrics.registry, app_name=self.name)
+        )
+        self.metrics.gauge("outbox", self.outbox.pending)
+        self.metrics.gauge("held", lambda: self.db.held.count_documents({}))
+        logging.getLogger("wmsj.messaging").addHandler(self.metrics.count_store_errors())
 
     async def already_handled(self, event: CloudEvent[Any]) -> bool:
         """A cheap look before slow work; ``process`` still decides, inside its transaction."""
@@ -108,11 +122,18 @@ class Service:
         transaction (retried while the database is down), then the outbox is relayed.
         Returns False for a duplicate. The caller's message is acked only after this."""
         settings = self.settings
+
+        async def traced(session: Any) -> Any:
+            # What the handler stores carries this span's traceparent (shared/tracing.py).
+            return tracing.traced_outgoing(await effect(session))
+
         handled = await retry_transient(
-            lambda: handle_once(self.mongo, self.db, event, effect),
+            lambda: handle_once(self.mongo, self.db, event, traced),
             what=f"handling {event.type} {event.id}",
             max_delay=settings.retry_max_delay_s,
         )
+        if not handled:
+            metrics_.mark("duplicate")
         logging.getLogger(f"wmsj.{self.name}").info(
             "handled" if handled else "duplicate ignored",
             extra={"event_id": event.id, "event_source": event.source, "event_type": event.type},
@@ -180,8 +201,10 @@ class Service:
     async def running(self) -> AsyncIterator[None]:
         """Start in dependency order: topology, indexes, the service's own start hooks, then
         consumers (so no event is consumed before the store is ready), then the relay."""
+        refuse_insecure_settings(self.settings)
         await self.broker.connect()
-        await declare_topology(self.broker)
+        if self.settings.declare_topology:
+            await declare_topology(self.broker)
         await ensure_common_indexes(self.db)
         for hook in self.on_start:
             await hook()
@@ -225,6 +248,12 @@ class Service:
                 }
             return {"status": "ready", "service": self.name}
 
+        @app.get("/metrics", tags=["health"], include_in_schema=False)
+        async def metrics() -> Response:
+            """Prometheus text format (shared/metrics.py); unauthenticated like the health
+            probes, and like them meant for the internal network only."""
+            return Response(await self.metrics.render(), media_type=metrics_.CONTENT_TYPE)
+
         if routes:
             routes(app)
         from shared.http import guard  # the HTTP door: body caps, bounded parameters, headers
@@ -234,4 +263,10 @@ class Service:
 
     def serve(self, app: FastAPI) -> None:
         setup_logging(self.name, self.settings.log_level)
+        tracing.setup_tracing(self.name, self.settings.otlp_endpoint)
+        try:
+            refuse_insecure_settings(self.settings)
+        except InsecureSettings as problem:
+            logging.getLogger(f"wmsj.{self.name}").critical(str(problem))
+            raise SystemExit(2) from None
         uvicorn.run(app, host=self.settings.http_host, port=self.settings.http_port, log_config=None)

@@ -15,6 +15,8 @@ message is kept for inspection and replay, never dropped and never redelivered f
 
 from __future__ import annotations
 
+from typing import Any
+
 from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
 from faststream.rabbit.schemas import QueueType
 
@@ -55,6 +57,24 @@ SUPERVISION_EVENTS = _service_queue("supervision.events")
 ACTIVITIES_EVENTS = _service_queue("activities.events")
 SUPERVISION_INGRESS = _service_queue("supervision.ingress")
 DEAD_LETTERS = RabbitQueue("wmsj.dead-letters", durable=True, queue_type=QueueType.QUORUM)
+# Dead letters are kept for inspection and replay, not for ever: they may hold personal data,
+# and an unbounded queue can fill the broker's disk. The bounds are a policy, not queue
+# arguments, because an existing queue cannot be re-declared with other arguments (every
+# service's declaration would then fail). The broker's definitions file (deploy/) applies it;
+# on another broker: `rabbitmqctl set_policy` with the same values (deploy/README.md).
+DEAD_LETTER_TTL_DAYS = 14
+DEAD_LETTER_MAX_LENGTH = 100_000
+DEAD_LETTER_POLICY: dict[str, Any] = {
+    "name": "wmsj-dead-letters",
+    "pattern": "^wmsj\\.dead-letters$",
+    "apply-to": "queues",
+    "priority": 10,
+    "definition": {
+        "message-ttl": DEAD_LETTER_TTL_DAYS * 24 * 3600 * 1000,
+        "max-length": DEAD_LETTER_MAX_LENGTH,
+        "overflow": "drop-head",
+    },
+}
 
 
 # Buffers for the city office's systems. Bounded, oldest dropped first, so that an office

@@ -145,9 +145,11 @@ def _containers(run_id: str) -> Iterator[Infra]:
     from testcontainers.core.waiting_utils import wait_for_logs
     from testcontainers.rabbitmq import RabbitMqContainer
 
-    rabbit = RabbitMqContainer("rabbitmq:4.1-management")
+    rabbit = RabbitMqContainer("rabbitmq:4.1.0-management")
     # Transactions need a replica set; a single member initiated at start is enough.
-    mongo = DockerContainer("mongo:8.0").with_command("--replSet rs0 --bind_ip_all").with_exposed_ports(27017)
+    mongo = (
+        DockerContainer("mongo:8.0.4").with_command("--replSet rs0 --bind_ip_all").with_exposed_ports(27017)
+    )
     s3 = (
         DockerContainer("chrislusf/seaweedfs:4.48")
         .with_command("mini -dir=/data -s3.port=9000")

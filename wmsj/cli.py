@@ -7,7 +7,8 @@ wmsj demo          publish a month from three townships, print the score table
 wmsj publish FILE  validate events locally, publish the valid ones, report every rejection
 wmsj validate FILE check a file of events offline, with the services' own rules
 wmsj scores        print the score table of a month
-wmsj township add ID   create a township system's RabbitMQ user, permissions and reply queue
+wmsj township add|rotate|show|list|revoke ID   township systems' identities (management HTTP API)
+wmsj backup DIR / wmsj restore DIR   every database, the evidence bucket, the broker's definitions
 wmsj import units|volunteers FILE   import a CSV/XLSX into the registry, print the row errors
 wmsj export units|volunteers FILE   export the registry to a .csv or .xlsx file
 """
@@ -256,20 +257,69 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_township_add(args: argparse.Namespace) -> int:
-    from urllib.parse import quote, unquote, urlsplit, urlunsplit
+def cmd_township(args: argparse.Namespace) -> int:
+    """add / rotate / show / list / revoke, through the broker's management HTTP API."""
+    import asyncio
 
-    from wmsj.townships import add_township
+    from shared.onboarding import BrokerAdmin, OnboardingError
+    from wmsj.townships import access_text, info_text, set_api_key
 
-    admin_url = CommonSettings().amqp_url
-    parts = urlsplit(admin_url)
-    vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
-    user, password = add_township(args.township_id, admin_url, vhost, args.password)
-    host = parts.hostname or "127.0.0.1"
-    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}:{parts.port or 5672}"
-    print(f"township {args.township_id}: RabbitMQ user {user}")
-    print(f"  connect with: {urlunsplit(parts._replace(netloc=netloc))}")
-    print(f"  reply queue:  wmsj.replies.{user}")
+    env_file = Path(args.env_file) if getattr(args, "env_file", None) else None
+
+    async def run() -> int:
+        async with BrokerAdmin(CommonSettings().amqp_url, public_amqp_url=args.public_amqp_url) as admin:
+            if args.action in ("add", "rotate"):
+                access = await (admin.add if args.action == "add" else admin.rotate)(args.township_id)
+                if env_file:
+                    set_api_key(env_file, access.township_id, access.api_key)
+                print(access_text(access, env_file))
+            elif args.action == "show":
+                info = await admin.show(args.township_id)
+                if info is None:
+                    print(f"no township {args.township_id} on this broker", file=sys.stderr)
+                    return 1
+                print(info_text(info))
+            elif args.action == "list":
+                for info in await admin.list():
+                    print(info_text(info))
+            else:  # revoke
+                found = await admin.revoke(args.township_id)
+                if env_file:
+                    set_api_key(env_file, args.township_id, None)
+                print(
+                    f"township {args.township_id}: "
+                    + ("revoked" if found else "no such user (nothing to revoke)")
+                )
+        return 0
+
+    try:
+        return asyncio.run(run())
+    except (OnboardingError, ValueError) as problem:
+        print(f"wmsj township {args.action}: {problem}", file=sys.stderr)
+        return 1
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    """Back up (or restore) every service database, the evidence bucket and the broker's
+    definitions, online (wmsj/backup.py)."""
+    from wmsj import backup
+
+    plan = backup.default_plan()
+    directory = Path(args.directory)
+    if args.action == "backup":
+        manifest = backup.backup(directory, plan)
+        done = asyncio.run(manifest)
+        documents = sum(sum(c.values()) for c in done["mongo"].values())
+        objects = sum(done["s3"].values())
+        print(
+            f"backed up {documents} documents, {objects} objects and the broker's definitions to {directory}"
+        )
+    else:
+        restored = asyncio.run(backup.restore(directory, plan))
+        documents = sum(sum(c.values()) for c in restored["mongo"].values())
+        print(
+            f"restored {documents} documents, {sum(restored['s3'].values())} new objects, and the broker's definitions"
+        )
     return 0
 
 
@@ -361,12 +411,36 @@ def main(argv: list[str] | None = None) -> int:
     scores = sub.add_parser("scores", help="print a month's score table")
     scores.add_argument("--period", required=True)
     scores.set_defaults(func=cmd_scores)
-    township = sub.add_parser("township", help="township systems' broker identities")
+    township = sub.add_parser(
+        "township",
+        help="township systems' identities (RabbitMQ management API: WMSJ_RABBITMQ_MANAGEMENT_URL/_USER/_PASSWORD)",
+    )
+    township.add_argument(
+        "--public-amqp-url", help="the broker's address as townships reach it (default: WMSJ_AMQP_URL's)"
+    )
     township_sub = township.add_subparsers(dest="action", required=True)
-    add = township_sub.add_parser("add", help="create a township's RabbitMQ user and reply queue")
-    add.add_argument("township_id")
-    add.add_argument("--password", help="default: a random one, printed")
-    add.set_defaults(func=cmd_township_add)
+    for action, text in (
+        (
+            "add",
+            "create a township's user, permissions, reply queue and API key (again: new password and key)",
+        ),
+        ("rotate", "a new password and API key for an existing township"),
+        ("show", "what a township has, without secrets"),
+        ("revoke", "delete a township's user and close its connections (its reply queue stays)"),
+    ):
+        one = township_sub.add_parser(action, help=text)
+        one.add_argument("township_id")
+        if action in ("add", "rotate", "revoke"):
+            one.add_argument("--env-file", help="write (or remove) the API key entry in this .env file")
+        one.set_defaults(func=cmd_township)
+    township_sub.add_parser("list", help="every township on this broker").set_defaults(func=cmd_township)
+    for action, text in (
+        ("backup", "back up the databases, the evidence bucket and the broker's definitions to DIR (online)"),
+        ("restore", "restore a backup made by `wmsj backup` (onto an empty stack)"),
+    ):
+        one = sub.add_parser(action, help=text)
+        one.add_argument("directory")
+        one.set_defaults(func=cmd_backup, action=action)
     imp = sub.add_parser("import", help="import units or volunteers from a CSV/XLSX file")
     imp.add_argument("what", choices=["units", "volunteers"])
     imp.add_argument("file")

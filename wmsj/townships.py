@@ -1,80 +1,82 @@
-"""Township identities on the broker: ``wmsj township add <township unit id>``.
+"""``wmsj township add|show|list|rotate|revoke``: township systems' identities.
 
-Each township system connects as its own RabbitMQ user, ``township-<id>``, which may:
-
-- configure nothing (it declares no exchanges or queues);
-- write to the ``wmsj.ingress`` exchange, and only with the routing keys (= event types)
-  townships may publish (topic permissions): an office-only event such as
-  ``wmsj.projects.published.v1`` is refused by the broker itself;
-- read its own durable reply queue ``wmsj.replies.township-<id>``, where every refusal of
-  an event it sent arrives.
-
-The platform then learns who sent a message from its broker-validated ``user_id`` property
-(``shared.identity``), and refuses anything about units outside that township's subtree.
+The broker side (user, permissions, reply queue) is made through the RabbitMQ management
+HTTP API by ``shared.onboarding`` (also behind the registry's office route ``/townships``).
+The HTTP API key is a line of ``WMSJ_API_KEYS``, which every service reads at start: with
+``--env-file deploy/.env`` the command writes the township's entry there (replacing an old
+one), and ``docker compose up -d`` then gives it to the services; without, it prints the
+entry to add.
 """
 
 from __future__ import annotations
 
+import json
 import re
-import secrets
-import subprocess
+from pathlib import Path
 
-import aio_pika
+from shared.onboarding import TownshipAccess, TownshipInfo, api_key_role, permissions
 
-from shared.events import TOWNSHIP_EVENTS
-from shared.identity import reply_queue, township_user
-from shared.topology import INGRESS
+__all__ = ["access_text", "info_text", "permissions", "set_api_key"]
 
-
-def permissions(township_id: str) -> tuple[str, str, str, str]:
-    """(configure, write, read, topic write) regular expressions for a township's user."""
-    queue = re.escape(reply_queue(township_user(township_id)))
-    types = "|".join(re.escape(e.TYPE) for e in TOWNSHIP_EVENTS)
-    return "^$", f"^({re.escape(INGRESS.name)}|{queue})$", f"^{queue}$", f"^({types})$"
+_API_KEYS_LINE = re.compile(r"^(?P<export>export\s+)?WMSJ_API_KEYS=(?P<value>.*)$", re.MULTILINE)
 
 
-def rabbitmqctl_commands(township_id: str, password: str, vhost: str = "/") -> list[list[str]]:
-    """The ``rabbitmqctl`` arguments that create (or re-permission) a township's user."""
-    if password.startswith("-"):
-        # rabbitmqctl would read it as an option, and fail or do something else.
-        raise ValueError("a township password may not start with '-'")
-    user = township_user(township_id)
-    configure, write, read, topic = permissions(township_id)
-    return [
-        ["add_user", user, password],
-        ["set_permissions", "-p", vhost, user, configure, write, read],
-        # Topic permissions: which routing keys the user may publish with on wmsj.ingress
-        # (reading: none; townships consume no topic exchange).
-        ["set_topic_permissions", "-p", vhost, user, INGRESS.name, topic, "^$"],
-    ]
+def _unquote(value: str) -> str:
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
 
 
-async def declare_reply_queue(admin_amqp_url: str, township_id: str) -> str:
-    """Declare the township's durable reply queue (as the platform: the township may not)."""
-    name = reply_queue(township_user(township_id))
-    connection = await aio_pika.connect_robust(admin_amqp_url)
-    try:
-        channel = await connection.channel()
-        await channel.declare_queue(name, durable=True, arguments={"x-max-length": 100_000})
-    finally:
-        await connection.close()
-    return name
+def set_api_key(env_file: Path, township_id: str, key: str | None) -> None:
+    """Replace the township's entry of ``WMSJ_API_KEYS`` in ``env_file`` by ``key`` (None:
+    remove it). Other entries and lines are kept as they are; the file keeps its mode."""
+    text = env_file.read_text(encoding="utf-8")
+    match = _API_KEYS_LINE.search(text)
+    keys: dict[str, str] = json.loads(_unquote(match.group("value"))) if match else {}
+    role = api_key_role(township_id)
+    keys = {k: r for k, r in keys.items() if r != role}
+    if key is not None:
+        keys[key] = role
+    line = f"WMSJ_API_KEYS='{json.dumps(keys, ensure_ascii=False)}'"
+    if match:
+        text = text[: match.start()] + (match.group("export") or "") + line + text[match.end() :]
+    else:
+        text = text.rstrip("\n") + "\n" + line + "\n"
+    env_file.write_text(text, encoding="utf-8")
 
 
-def add_township(
-    township_id: str, admin_amqp_url: str, vhost: str = "/", password: str | None = None
-) -> tuple[str, str]:
-    """Create the township's user, permissions and reply queue; returns (user, password)."""
-    import asyncio
+def access_text(access: TownshipAccess, env_file: Path | None) -> str:
+    """Everything the township system needs, to hand over once (it holds secrets)."""
+    entry = json.dumps(access.api_key_entry, ensure_ascii=False)
+    if env_file:
+        where = f"written to WMSJ_API_KEYS in {env_file}; run `docker compose up -d` so the services read it"
+    else:
+        where = f"add {entry} to WMSJ_API_KEYS (deploy/.env) and restart the services"
+    return "\n".join(
+        [
+            f"township {access.township_id} — hand this over once, over a safe channel; it is not shown again",
+            f"  AMQP URL:       {access.amqp_url}",
+            f"  user:           {access.user}   (set it as the user_id property of every message)",
+            f"  password:       {access.password}",
+            f"  reply queue:    {access.reply_queue}   (refusals of your events arrive here)",
+            f"  HTTP API key:   {access.api_key}   (Authorization: Bearer <key>)",
+            f"  upload prefix:  {access.upload_prefix}   (POST /uploads/policy on the evidence API)",
+            f"  API key entry:  {where}",
+        ]
+    )
 
-    # Hex, not urlsafe base64: one of those in 64 starts with "-", which rabbitmqctl takes
-    # for an option.
-    password = password or secrets.token_hex(24)
-    for args in rabbitmqctl_commands(township_id, password, vhost):
-        result = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True)
-        if result.returncode != 0 and not (args[0] == "add_user" and "already_exists" in result.stderr):
-            raise RuntimeError(f"rabbitmqctl {args[0]} failed: {result.stderr.strip()}")
-        if args[0] == "add_user" and result.returncode != 0:  # existing user: new password
-            subprocess.run(["rabbitmqctl", "-q", "change_password", args[1], password], check=True)
-    asyncio.run(declare_reply_queue(admin_amqp_url, township_id))
-    return township_user(township_id), password
+
+def info_text(info: TownshipInfo) -> str:
+    waiting = "no reply queue!" if info.refusals_waiting is None else f"{info.refusals_waiting} waiting"
+    return "\n".join(
+        [
+            f"township {info.township_id}",
+            f"  AMQP URL:       {info.amqp_url}   (password not shown: `wmsj township rotate` makes a new one)",
+            f"  user:           {info.user}",
+            f"  reply queue:    {info.reply_queue}   ({waiting})",
+            f"  may publish:    {info.may_publish or 'nothing (no topic permission)'}",
+            f"  upload prefix:  {info.upload_prefix}",
+            f"  HTTP API key:   the WMSJ_API_KEYS entry with role {info.api_key_role!r}",
+        ]
+    )

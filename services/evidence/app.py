@@ -376,7 +376,8 @@ async def read_photo(key: str, content_type: str) -> tuple[Photo | None, bytes |
         return None, None
     file: IO[bytes] = await retry_transient(lambda: objects.fetch_upload(key), what=f"reading upload {key}")
     try:
-        return await asyncio.to_thread(analyse, file)
+        with service.metrics.analysing():
+            return await asyncio.to_thread(analyse, file)
     finally:
         file.close()
 

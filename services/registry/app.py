@@ -27,6 +27,7 @@ from faststream.rabbit.annotations import RabbitMessage
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from services.registry import api
+from services.registry import townships as township_routes
 from services.registry.domain import (
     RefusedUnit,
     Unit,
@@ -59,6 +60,7 @@ from shared.events.units import (
 from shared.identity import Publisher, Unidentified, identify, publisher_of
 from shared.messaging import InvalidEvent
 from shared.mongo import Effect, Outgoing, Reply
+from shared.onboarding import BrokerAdmin
 from shared.pii import vault
 from shared.rounds import run_rounds
 from shared.service import Service
@@ -542,9 +544,14 @@ async def on_unrouted(body: bytes, message: RabbitMessage) -> None:
     )
 
 
+def township_admin() -> BrokerAdmin:
+    return BrokerAdmin(settings.amqp_url, settings.management, settings.public_amqp_url)
+
+
 def create_app() -> FastAPI:
     def routes(app: FastAPI) -> None:
         app.include_router(api.router(units, import_units, import_volunteers))
+        app.include_router(township_routes.router(township_admin, api.CALLER))
         api.limit_imports(app)
 
     return service.http_app("wmsj registry", routes)

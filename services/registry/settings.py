@@ -1,6 +1,7 @@
 from pydantic import Field
 
 from shared.identity import IdentitySettings
+from shared.onboarding import ManagementSettings
 from shared.pii import PiiSettings
 from shared.settings import HoldSettings
 
@@ -11,3 +12,8 @@ class RegistrySettings(HoldSettings):  # hold_s, hold_sweep_interval_s: units an
     # registry's configuration is in one place.
     pii: PiiSettings = Field(default_factory=PiiSettings)
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
+    # The office's /townships route manages township users through the broker's management
+    # API, as a broker administrator (WMSJ_RABBITMQ_MANAGEMENT_*; default: the AMQP URL's user).
+    management: ManagementSettings = Field(default_factory=ManagementSettings)
+    # The broker's address as township systems reach it, for the AMQP URL handed to them.
+    public_amqp_url: str | None = None

@@ -69,6 +69,7 @@ rules = RuleSet.parse(settings.rules, (RULES_DIR / f"{settings.rules}.toml").rea
 facts = FactStore(service.db)
 scores = ScoreStore(service.db)
 rescoring = RescoreQueue(service.db)
+service.metrics.gauge("rescoring", lambda: service.db.to_rescore.count_documents({}))
 service.documents_publishing(ScoreUpdatedEvent, ScoreUpdatedV2Event)
 log = logging.getLogger("wmsj.supervision")
 

@@ -34,10 +34,10 @@ from shared.events.activities import VolunteerAttendance, VolunteerSignedUpEvent
 from shared.events.evidence import EvidenceReviewed, EvidenceReviewedEvent
 from shared.events.supervision import InspectionRecorded, InspectionRecordedEvent
 from shared.identity import township_user
+from shared.onboarding import BrokerAdmin
 from tests.conftest import Infra
 from tests.support import Tap, town_code
 from wmsj.client import TownshipClient
-from wmsj.townships import declare_reply_queue, rabbitmqctl_commands
 
 T0 = datetime(2020, 6, 1, tzinfo=UTC)
 K = UnitKind
@@ -57,8 +57,8 @@ def as_user(amqp_url: str, user: str, password: str) -> str:
 
 @pytest.fixture
 async def townships(infra: Infra, apps: dict[str, ModuleType]) -> AsyncIterator[Callable[[str], Any]]:
-    """Makes township users in the test's virtual host exactly as ``wmsj township add`` does;
-    deletes them afterwards (users are broker-wide)."""
+    """Makes township users in the test's virtual host exactly as ``wmsj township add`` does
+    (the broker's management API); revokes them afterwards (users are broker-wide)."""
     made: dict[str, str] = {}
     clients: list[TownshipClient] = []
     vhost = urlsplit(infra.amqp_url).path[1:].replace("%2F", "/")
@@ -68,11 +68,8 @@ async def townships(infra: Infra, apps: dict[str, ModuleType]) -> AsyncIterator[
         lets it publish every routing key, as a user made by hand might, so that what the
         services themselves refuse can be seen."""
         if township_id not in made:
-            # Hex: a password that begins with "-" would be read by rabbitmqctl as an option.
-            made[township_id] = password = secrets.token_hex(12)
-            for args in rabbitmqctl_commands(township_id, password, vhost=vhost):
-                infra.rabbitmqctl(args)
-            await declare_reply_queue(infra.amqp_url, township_id)
+            async with BrokerAdmin(infra.amqp_url) as admin:
+                made[township_id] = (await admin.add(township_id)).password
         if any_type:
             user = township_user(township_id)
             infra.rabbitmqctl(["set_topic_permissions", "-p", vhost, user, "wmsj.ingress", ".*", "^$"])
@@ -84,8 +81,9 @@ async def townships(infra: Infra, apps: dict[str, ModuleType]) -> AsyncIterator[
     yield make
     for client in clients:
         await client.__aexit__()
-    for township_id in made:
-        infra.rabbitmqctl(["delete_user", township_user(township_id)])
+    async with BrokerAdmin(infra.amqp_url) as admin:
+        for township_id in made:
+            await admin.revoke(township_id)
 
 
 async def test_township_a_cannot_publish_about_a_unit_of_township_b(

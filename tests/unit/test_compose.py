@@ -1,11 +1,12 @@
-"""The deployment (deploy/docker-compose.yml and services/*/Dockerfile), checked without Docker.
+"""The deployment (deploy/docker-compose.yml and services/Dockerfile), checked without Docker.
 
 The compose file is interpolated with deploy/.env.example, as `docker compose` would do with
 the operators' .env, and validated against the Compose Specification's JSON schema, vendored
 as deploy/compose-spec.json. It is then checked against the code: the four services, their
 settings (shared/settings.py and services/<name>/settings.py), their ports and health
-endpoints, and the infrastructure they need. The Dockerfiles are parsed to check that each
-image holds only shared/ and its own service, so no service can import another's code.
+endpoints, and the infrastructure they need. The one Dockerfile is parsed, with each
+service's build arguments, to check that each image holds only shared/ and its own service,
+so no service can import another's code.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ import jsonschema
 import pytest
 import yaml
 from pydantic_settings import BaseSettings
+
+from shared.settings import insecure_settings
+from wmsj import deploy
+from wmsj.deploy import service_user
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -44,7 +49,8 @@ INFRA = ("rabbitmq", "mongo", "s3")
 # Where each server keeps its data: these must be named volumes.
 DATA_PATHS = {"rabbitmq": "/var/lib/rabbitmq", "mongo": "/data/db", "s3": "/data"}
 # What an image may contain besides its own services/<name>/.
-COMMON_SOURCES = {"pyproject.toml", "shared", "services/__init__.py"}
+COMMON_SOURCES = {"requirements.lock", "pyproject.toml", "shared", "services/__init__.py"}
+DOCKERFILE = ROOT / "services" / "Dockerfile"
 SECRET_NAME = re.compile(r"PASSWORD|PASS$|SECRET|_KEY$")
 
 
@@ -287,7 +293,14 @@ def test_secrets_come_only_from_env_and_are_required(
     compose_text: str, raw_compose: dict[str, Any], example_env: dict[str, str]
 ) -> None:
     secrets = {name for name in referenced_variables(raw_compose) if SECRET_NAME.search(name)}
-    assert {"RABBITMQ_PASSWORD", "MONGO_ROOT_PASSWORD", "MONGO_APP_PASSWORD", "S3_SECRET_KEY"} <= secrets
+    assert {
+        "RABBITMQ_PASSWORD",
+        "MONGO_ROOT_PASSWORD",
+        "S3_EVIDENCE_SECRET_KEY",
+        "S3_OPERATOR_SECRET_KEY",
+        *(f"RABBITMQ_{name.upper()}_PASSWORD" for name in APP_SERVICES),
+        *(f"MONGO_{name.upper()}_PASSWORD" for name in APP_SERVICES),
+    } <= secrets
     for name in secrets:
         # ${NAME:?message} everywhere: no default, so a forgotten secret stops `compose up`.
         for suffix in re.findall(r"\$\{" + name + r"([^A-Za-z0-9_][^}]*)?\}", compose_text):
@@ -303,7 +316,9 @@ def test_secrets_come_only_from_env_and_are_required(
                 assert re.fullmatch(interpolation, value), f"{service_name}: {key} must come from .env"
             if "://" in value and "@" in value:  # credentials inside a URL
                 userinfo = value.split("://", 1)[1].rpartition("@")[0]  # (urlsplit stops at "?")
-                assert re.fullmatch(f"{interpolation}:{interpolation}", userinfo), f"{service_name}: {key}"
+                # The user is the service's own fixed name or comes from .env; the password from .env.
+                user = rf"(wmsj-{service_name}|{interpolation})"
+                assert re.fullmatch(f"{user}:{interpolation}", userinfo), f"{service_name}: {key}"
     for config in (raw_compose.get("configs") or {}).values():
         for key, value in re.findall(r'"(accessKey|secretKey)":\s*"([^"]*)"', config.get("content", "")):
             assert re.fullmatch(interpolation, value), f"{key} in a config must come from .env"
@@ -323,22 +338,30 @@ def test_env_example_placeholders_are_usable(example_env: dict[str, str]) -> Non
 
 def test_all_services_and_servers_are_defined(compose: dict[str, Any]) -> None:
     assert set(APP_SERVICES) | set(INFRA) <= compose["services"].keys()
+    # The collector's and Jaeger's images are distroless (no shell, no wget): nothing to run a
+    # health check with, and nothing depends on them being healthy.
+    unchecked = {"otel-collector", "jaeger"}
     for name, service in compose["services"].items():
         assert service.get("restart") == "unless-stopped", name
-        assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+        assert name in unchecked or service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
-def test_service_builds_from_its_own_dockerfile(compose: dict[str, Any], name: str) -> None:
+def test_service_builds_from_the_one_dockerfile_with_its_name(compose: dict[str, Any], name: str) -> None:
     build = compose["services"][name]["build"]
     assert (COMPOSE_FILE.parent / build["context"]).resolve() == ROOT
-    assert build["dockerfile"] == f"services/{name}/Dockerfile"
-    assert (ROOT / build["dockerfile"]).is_file()
+    assert (ROOT / build["dockerfile"]).resolve() == DOCKERFILE
+    port = environment(compose["services"][name])["WMSJ_HTTP_PORT"]
+    assert build["args"] == {"SERVICE": name, "HTTP_PORT": port}
 
 
 def _settings_classes(service: str) -> list[type[BaseSettings]]:
     """The settings classes of shared/settings.py and of services/<service>/settings.py."""
-    modules = [importlib.import_module("shared.settings"), importlib.import_module("shared.auth")]
+    modules = [
+        importlib.import_module("shared.settings"),
+        importlib.import_module("shared.auth"),
+        importlib.import_module("shared.identity"),
+    ]
     try:
         modules.append(importlib.import_module(f"services.{service}.settings"))
     except ModuleNotFoundError as error:
@@ -412,7 +435,7 @@ def test_health_and_ports_agree(compose: dict[str, Any], name: str) -> None:
     assert all(len(str(p).split(":")) == 3 for p in service.get("ports", [])), "publish with a host address"
     assert any(int(target) == port for _, target in published), f"{name}: port {port} not published"
     # The image says the same: ENV, EXPOSE and HEALTHCHECK.
-    dockerfile = Dockerfile(ROOT / "services" / name / "Dockerfile")
+    dockerfile = Dockerfile(DOCKERFILE, {"SERVICE": name, "HTTP_PORT": str(port)})
     assert dockerfile.env["WMSJ_HTTP_PORT"] == str(port)
     assert dockerfile.single("EXPOSE") == str(port)
     # And the code's own default, where the service declares one.
@@ -448,9 +471,9 @@ def _conftest_image(repository: str) -> str | None:
 @pytest.mark.parametrize(
     ("name", "image"),
     [
-        ("rabbitmq", r"rabbitmq:4\.\d+(\.\d+)*-management(-alpine)?"),
-        ("mongo", r"mongo:8\.\d+(\.\d+)*"),
-        ("s3", r"chrislusf/seaweedfs:4\.\d+(\.\d+)*"),
+        ("rabbitmq", r"rabbitmq:4\.\d+\.\d+-management(-alpine)?(@sha256:[0-9a-f]{64})?"),
+        ("mongo", r"mongo:8\.\d+\.\d+(@sha256:[0-9a-f]{64})?"),
+        ("s3", r"chrislusf/seaweedfs:4\.\d+(\.\d+)*(@sha256:[0-9a-f]{64})?"),
     ],
 )
 def test_server_images(compose: dict[str, Any], name: str, image: str) -> None:
@@ -475,14 +498,13 @@ def test_rabbitmq(compose: dict[str, Any]) -> None:
         r"\b(ping|check_port_connectivity|check_running)\b", " ".join(rabbitmq["healthcheck"]["test"])
     )
     assert rabbitmq.get("hostname"), "a fixed hostname keeps RabbitMQ's data across re-creation"
-    env = environment(rabbitmq)
+    users = {user["name"]: user["password"] for user in broker_definitions(compose)["users"]}
     for name in APP_SERVICES:
         url = urlsplit(environment(compose["services"][name])["WMSJ_AMQP_URL"])
         assert (url.scheme, url.hostname, url.port) == ("amqp", "rabbitmq", 5672)
-        assert (unquote(url.username or ""), unquote(url.password or "")) == (
-            env["RABBITMQ_DEFAULT_USER"],
-            env["RABBITMQ_DEFAULT_PASS"],
-        )
+        user, password = unquote(url.username or ""), unquote(url.password or "")
+        assert user == service_user(name), f"{name} connects as its own broker user"
+        assert users.get(user) == password, f"{name}: the broker's definitions must hold its user"
 
 
 def _command(service: Mapping[str, Any]) -> list[str]:
@@ -520,10 +542,9 @@ def test_mongo_is_an_authenticated_single_node_replica_set(compose: dict[str, An
         assert (url.scheme, url.hostname, url.port) == ("mongodb", "mongo", 27017)
         assert query.get("replicaSet") == [replica_set], f"{name}: WMSJ_MONGO_URL needs replicaSet="
         assert query.get("authSource") == ["admin"]
-        assert (unquote(url.username or ""), unquote(url.password or "")) == (
-            env["MONGO_INITDB_APP_USERNAME"],
-            env["MONGO_INITDB_APP_PASSWORD"],
-        ), f"{name}: the services use the application user, not root"
+        user, password = unquote(url.username or ""), unquote(url.password or "")
+        assert user == service_user(name), f"{name} connects to MongoDB as its own user, not root"
+        assert password == env[f"MONGO_{name.upper()}_PASSWORD"], f"{name}: its user's password"
 
 
 def test_s3_gateway_and_its_credentials(compose: dict[str, Any]) -> None:
@@ -548,16 +569,27 @@ def test_s3_gateway_and_its_credentials(compose: dict[str, Any]) -> None:
     evidence = environment(compose["services"]["evidence"])
     assert evidence["WMSJ_S3_ENDPOINT"] == f"s3:{port}"
     assert (evidence["WMSJ_S3_ACCESS_KEY"], evidence["WMSJ_S3_SECRET_KEY"]) in credentials
+    # The evidence service's identity may act on its own two buckets and nothing else.
+    buckets = {evidence["WMSJ_S3_UPLOAD_BUCKET"], evidence["WMSJ_S3_EVIDENCE_BUCKET"]}
+    (own,) = [
+        identity
+        for identity in identities["identities"]
+        if any(c["accessKey"] == evidence["WMSJ_S3_ACCESS_KEY"] for c in identity["credentials"])
+    ]
+    scopes = {action.partition(":")[2] for action in own["actions"]}
+    assert scopes == buckets, f"evidence's S3 identity must be limited to {sorted(buckets)}: {own['actions']}"
 
 
 # ------------------------------------------------------------------ the Dockerfiles
 
 
 class Dockerfile:
-    """Just enough of a Dockerfile parser: instructions with continuation lines joined."""
+    """Just enough of a Dockerfile parser: instructions with continuation lines joined, and
+    ``${ARG}`` replaced by the build arguments given (or the ARG's default)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, build_args: Mapping[str, str] | None = None) -> None:
         self.path = path
+        self.build_args = dict(build_args or {})
         self.instructions: list[tuple[str, str]] = []
         current = ""
         for raw in path.read_text(encoding="utf-8").splitlines():
@@ -570,6 +602,13 @@ class Dockerfile:
             current += line
             if current.strip():
                 keyword, _, arguments = current.strip().partition(" ")
+                if keyword.upper() == "ARG":
+                    name, _, default = arguments.strip().partition("=")
+                    self.build_args.setdefault(name, default)
+                elif keyword.upper() not in ("RUN", "CMD", "HEALTHCHECK"):  # those see the shell's $VARs
+                    arguments = re.sub(
+                        r"\$\{(\w+)\}", lambda m: self.build_args.get(m.group(1), m.group(0)), arguments
+                    )
                 self.instructions.append((keyword.upper(), arguments.strip()))
             current = ""
         assert not current, f"{path}: ends with a continuation line"
@@ -614,30 +653,82 @@ def _exec_form(arguments: str) -> list[str]:
 
 @pytest.mark.parametrize("name", APP_SERVICES)
 def test_dockerfile_copies_only_shared_and_its_own_service(name: str) -> None:
-    dockerfile = Dockerfile(ROOT / "services" / name / "Dockerfile")
+    dockerfile = Dockerfile(DOCKERFILE, {"SERVICE": name, "HTTP_PORT": "8000"})
     assert not dockerfile.all("ADD"), "use COPY"
     allowed = COMMON_SOURCES | {f"services/{name}"}
     copied: set[str] = set()
     for flags, source in dockerfile.copy_sources():
         assert not any(flag.startswith("--from") for flag in flags), "no multi-stage copies from elsewhere"
-        assert not re.search(r"[*?\[]", source), f"{source}: no wildcards"
+        assert not re.search(r"[*?\[$]", source), f"{source}: no wildcards, no unknown variables"
         normalized = os.path.normpath(source)
-        assert normalized in allowed, f"services/{name}/Dockerfile copies {source}: only {sorted(allowed)}"
+        assert normalized in allowed, f"the {name} image copies {source}: only {sorted(allowed)}"
         copied.add(normalized)
     assert copied == allowed, f"missing from the image: {sorted(allowed - copied)}"
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
 def test_dockerfile_runs_the_service_as_a_non_root_user(name: str) -> None:
-    dockerfile = Dockerfile(ROOT / "services" / name / "Dockerfile")
-    assert dockerfile.all("FROM") == ["python:3.11-slim"]
-    assert any("pip install --no-cache-dir ." in run for run in dockerfile.all("RUN"))
+    dockerfile = Dockerfile(DOCKERFILE, {"SERVICE": name, "HTTP_PORT": "8000"})
+    # A pinned base image (a full version; a digest may be added with --build-arg PYTHON_IMAGE).
+    (base,) = dockerfile.all("FROM")
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+(@sha256:[0-9a-f]{64})?", base), base
+    runs = dockerfile.all("RUN")
+    assert any("--require-hashes -r requirements.lock" in run for run in runs), (
+        "install the locked dependencies"
+    )
+    assert any("pip install --no-cache-dir --no-deps ." in run for run in runs), (
+        "the project without re-resolving"
+    )
     user = dockerfile.all("USER")
     assert user and user[-1].split(":")[0] not in ("root", "0")
-    assert _exec_form(dockerfile.single("CMD")) == ["python", "-m", f"services.{name}"]
+    assert dockerfile.env["WMSJ_SERVICE"] == name
+    assert _exec_form(dockerfile.single("CMD")) == ["sh", "-c", 'exec python -m "services.${WMSJ_SERVICE}"']
     assert dockerfile.env["WMSJ_HTTP_HOST"] == "0.0.0.0"
     health = dockerfile.single("HEALTHCHECK")
     assert "/health/ready" in health and "urllib" in health and "curl" not in health
+
+
+def test_the_lock_file_pins_every_dependency_with_hashes() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    lock = (ROOT / "requirements.lock").read_text(encoding="utf-8")
+    pinned = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", lock, re.MULTILINE))
+    normal = {re.sub(r"[-_.]+", "-", name).lower() for name in pinned}
+    for requirement in project["dependencies"]:
+        name = re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0]
+        assert re.sub(r"[-_.]+", "-", name).lower() in normal, (
+            f"{name} is not in requirements.lock: run pip-compile"
+        )
+    for block in re.split(r"\n(?=[A-Za-z0-9_.-]+==)", lock.strip()):
+        if block.startswith("#") or "==" not in block.split("\n")[0]:
+            continue
+        assert "--hash=sha256:" in block, f"{block.splitlines()[0]}: no hash"
+    assert "file://" not in lock and "/opt/" not in lock, "the lock names a local index"
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_service_containers_are_hardened(compose: dict[str, Any], name: str) -> None:
+    service = compose["services"][name]
+    assert service["read_only"] is True
+    assert service["cap_drop"] == ["ALL"] and "cap_add" not in service
+    assert "no-new-privileges:true" in service["security_opt"]
+    assert service["ulimits"]["nofile"]["soft"] >= 4096
+    assert service["stop_grace_period"]
+    limits = service["deploy"]["resources"]["limits"]
+    assert limits["cpus"] and limits["memory"]
+
+
+@pytest.mark.parametrize("name", INFRA)
+def test_servers_are_bounded_and_stop_cleanly(compose: dict[str, Any], name: str) -> None:
+    service = compose["services"][name]
+    assert "no-new-privileges:true" in service["security_opt"]
+    assert service["cap_drop"] == ["ALL"]
+    assert service["ulimits"]["nofile"]["soft"] >= 32000, "RabbitMQ and mongod want many open files"
+    seconds = int(str(service["stop_grace_period"]).rstrip("s"))
+    assert seconds >= 60, "time for a clean shutdown (docker's default is 10 s)"
+    limits = service["deploy"]["resources"]["limits"]
+    assert limits["cpus"] and limits["memory"]
 
 
 def test_dockerignore_keeps_the_rest_out_of_the_build_context() -> None:
@@ -647,3 +738,268 @@ def test_dockerignore_keeps_the_rest_out_of_the_build_context() -> None:
         if line.strip() and not line.startswith("#")
     }
     assert {".venv", ".git", "tests", "bench", "docs", "var", "deploy", "**/.env"} <= patterns
+
+
+# ------------------------------------------------------------------ least privilege (issue 10)
+
+
+def broker_definitions(compose: Mapping[str, Any]) -> dict[str, Any]:
+    definitions = json.loads(compose["configs"]["rabbitmq-users"]["content"])
+    assert isinstance(definitions, dict)
+    return definitions
+
+
+def test_every_service_gets_the_keys_office_users_and_production_mode_from_one_place(
+    raw_compose: dict[str, Any],
+) -> None:
+    shared = {"WMSJ_API_KEYS", "WMSJ_OFFICE_USERS", "WMSJ_MODE"}
+    seen: dict[str, set[str]] = {key: set() for key in shared}
+    for name in APP_SERVICES:
+        env = environment(raw_compose["services"][name])
+        assert shared <= env.keys(), f"{name} lacks {sorted(shared - env.keys())}"
+        for key in shared:
+            seen[key].add(env[key])
+    assert all(len(values) == 1 for values in seen.values()), f"one value for every service: {seen}"
+    assert seen["WMSJ_MODE"] == {"production"}
+    assert seen["WMSJ_OFFICE_USERS"] == {"${RABBITMQ_USER:?set RABBITMQ_USER in .env}"}
+
+
+def test_no_two_services_share_a_broker_database_or_s3_identity(compose: dict[str, Any]) -> None:
+    amqp, mongo, s3 = {}, {}, {}
+    for name in APP_SERVICES:
+        env = environment(compose["services"][name])
+        amqp[name] = urlsplit(env["WMSJ_AMQP_URL"]).username
+        mongo[name] = urlsplit(env["WMSJ_MONGO_URL"]).username
+        if "WMSJ_S3_ACCESS_KEY" in env:
+            s3[name] = env["WMSJ_S3_ACCESS_KEY"]
+    for kind, users in (("broker", amqp), ("MongoDB", mongo), ("S3", s3)):
+        assert len(set(users.values())) == len(users), f"services share a {kind} identity: {users}"
+    admin = environment(compose["services"]["mongo"])["MONGO_INITDB_ROOT_USERNAME"]
+    assert admin not in mongo.values()
+    office = environment(compose["services"]["registry"])["WMSJ_OFFICE_USERS"]
+    assert office not in amqp.values(), "no service connects as the office/administrator"
+    identities = json.loads(compose["configs"]["s3-identities"]["content"])["identities"]
+    unscoped = {
+        c["accessKey"]
+        for identity in identities
+        if any(":" not in action for action in identity["actions"])
+        for c in identity["credentials"]
+    }
+    assert not unscoped & set(s3.values()), "a service holds the operators' unscoped S3 identity"
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_service_broker_user_may_do_exactly_what_the_service_needs(
+    compose: dict[str, Any], name: str
+) -> None:
+    definitions = broker_definitions(compose)
+    user = service_user(name)
+    allowed = deploy.permissions(name)
+    (granted,) = [p for p in definitions["permissions"] if p["user"] == user]
+    assert (granted["vhost"], granted["configure"], granted["write"], granted["read"]) == (
+        "/",
+        allowed.configure,
+        allowed.write,
+        allowed.read,
+    ), "regenerate with python -m wmsj.deploy --users"
+    (topic,) = [p for p in definitions["topic_permissions"] if p["user"] == user]
+    assert (topic["exchange"], topic["write"], topic["read"]) == ("wmsj.events", allowed.events_write, "^$")
+    # What the regular expressions allow, spelled out: its own queues, nobody else's.
+    own = deploy.own_queues(name)
+    assert own and all(re.fullmatch(granted["read"], queue) for queue in own)
+    others = [q for other in APP_SERVICES if other != name for q in deploy.own_queues(other)]
+    for queue in [*others, "wmsj.dead-letters", "office.scores", "wmsj.replies.township-1"]:
+        for kind in ("configure", "write", "read"):
+            assert not re.fullmatch(granted[kind], queue), f"{user} may {kind} {queue}"
+    for exchange in ("wmsj.ingress", "wmsj.dlx", "wmsj.ingress.unrouted"):
+        assert not re.fullmatch(granted["configure"], exchange)
+    assert not re.fullmatch(granted["write"], "wmsj.ingress"), "services do not publish on the ingress"
+    users = {u["name"]: u for u in definitions["users"]}
+    assert users[user]["tags"] == [], "a service's user has no management rights"
+
+
+def test_broker_loads_its_definitions_and_caps_message_size(compose: dict[str, Any]) -> None:
+    rabbitmq = compose["services"]["rabbitmq"]
+    mounted = {c["source"]: c["target"] for c in rabbitmq["configs"]}
+    conf = dict(
+        (key.strip(), value.strip())
+        for key, _, value in (
+            line.partition("=") for line in compose["configs"]["rabbitmq-conf"]["content"].splitlines()
+        )
+        if key.strip() and not key.strip().startswith("#")
+    )
+    assert mounted["rabbitmq-conf"].startswith("/etc/rabbitmq/conf.d/")
+    directory = conf["definitions.local.path"]
+    assert conf["definitions.import_backend"] == "local_filesystem"
+    assert {mounted["rabbitmq-users"], mounted["rabbitmq-topology"]} <= {
+        f"{directory}/{Path(t).name}" for t in mounted.values()
+    }
+    # Users (and their vhost) before the topology: files are imported in name order.
+    assert Path(mounted["rabbitmq-users"]).name < Path(mounted["rabbitmq-topology"]).name
+    assert (DEPLOY / compose["configs"]["rabbitmq-topology"]["file"]).resolve() == deploy.TOPOLOGY_FILE
+    # The services' own cap is 1 MiB by default; the broker's is above it so that a message
+    # between the two is refused with a reason, not by closing the sender's channel.
+    assert 1024 * 1024 < int(conf["max_message_size"]) <= 16 * 1024 * 1024
+    assert "RABBITMQ_DEFAULT_USER" not in environment(rabbitmq), "users come from the definitions"
+
+
+def test_broker_topology_file_is_generated_from_the_code() -> None:
+    assert deploy.main(["--check"]) == 0, "run python -m wmsj.deploy"
+    topology = json.loads(deploy.TOPOLOGY_FILE.read_text(encoding="utf-8"))
+    (policy,) = [p for p in topology["policies"] if re.fullmatch(p["pattern"], "wmsj.dead-letters")]
+    assert policy["definition"]["message-ttl"] > 0 and policy["definition"]["max-length"] > 0
+
+
+def test_mongo_users_may_read_and_write_their_own_database_only(compose: dict[str, Any]) -> None:
+    script = compose["configs"]["mongo-users"]["content"]
+    rows = re.findall(r'\["([^"]+)",\s*process\.env\.(\w+),\s*"([^"]+)"\]', script)
+    assert {user: (password, db) for user, password, db in rows} == {
+        service_user(name): (f"MONGO_{name.upper()}_PASSWORD", name) for name in APP_SERVICES
+    }
+    assert re.search(r'roles:\s*\[\{\s*role:\s*"readWrite",\s*db:\s*prefix \+ service\s*\}\]', script)
+    assert "AnyDatabase" not in script
+    mongo_env = environment(compose["services"]["mongo"])
+    for name in APP_SERVICES:
+        assert mongo_env["WMSJ_DB_PREFIX"] == environment(compose["services"][name])["WMSJ_DB_PREFIX"]
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_services_refuse_to_start_with_the_env_example_placeholders(
+    compose: dict[str, Any], name: str
+) -> None:
+    problems = insecure_settings(environment(compose["services"][name]), pii=name == "registry")
+    assert any("WMSJ_API_KEYS" in p for p in problems), problems
+    assert any("WMSJ_AMQP_URL" in p for p in problems) and any("WMSJ_MONGO_URL" in p for p in problems)
+    if name == "registry":
+        assert any("WMSJ_PII_KEY" in p for p in problems)
+    if name == "evidence":
+        assert any("WMSJ_S3_" in p for p in problems)
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_services_start_with_real_secrets(
+    raw_compose: dict[str, Any], example_env: dict[str, str], name: str
+) -> None:
+    from cryptography.fernet import Fernet
+
+    real = {
+        key: (Fernet.generate_key().decode() if key == "WMSJ_PII_KEY" else os.urandom(12).hex())
+        if re.search("change-?me", value, re.IGNORECASE)
+        else value
+        for key, value in example_env.items()
+    }
+    real["WMSJ_API_KEYS"] = json.dumps({os.urandom(16).hex(): "office"})
+    service = interpolate_tree(raw_compose, real)["services"][name]
+    registry = name == "registry"  # the one service that encrypts personal data
+    assert insecure_settings(environment(service), pii=registry) == []
+
+
+def test_development_secrets_are_refused_outside_development_mode() -> None:
+    from shared.auth import DEV_OFFICE_KEY
+    from shared.pii import DEV_PII_KEY
+
+    production = {
+        "WMSJ_MODE": "production",
+        "WMSJ_API_KEYS": json.dumps({"k" * 32: "office"}),
+        "WMSJ_AMQP_URL": "amqp://u:p4ss@rabbitmq:5672/",
+        "WMSJ_MONGO_URL": "mongodb://u:p4ss@mongo:27017/",
+    }
+    assert insecure_settings(production, pii=False) == []
+    assert insecure_settings(production), "a service that encrypts personal data needs its own PII key"
+    assert insecure_settings({**production, "WMSJ_MODE": "development", "WMSJ_PII_KEY": DEV_PII_KEY}) == []
+    assert insecure_settings({**production, "WMSJ_API_KEYS": json.dumps({DEV_OFFICE_KEY: "office"})})
+    assert insecure_settings({k: v for k, v in production.items() if k != "WMSJ_API_KEYS"})
+    assert insecure_settings({**production, "WMSJ_PII_KEY": DEV_PII_KEY}, pii=False)
+    assert insecure_settings({**production, "WMSJ_PII_KEY": "change-me-pii-key"}, pii=False)
+    assert insecure_settings({**production, "WMSJ_AMQP_URL": "amqp://guest:guest@rabbitmq:5672/"})
+    assert insecure_settings({**production, "WMSJ_S3_SECRET_KEY": "minioadmin"})
+
+
+# ------------------------------------------------------------------ observability (issue 13)
+
+OBSERVABILITY = DEPLOY / "observability"
+
+
+def _metric_names() -> set[str]:
+    """The names /metrics serves for the domain (shared/metrics.py), with their suffixes."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from shared.metrics import ServiceMetrics
+
+    metrics = ServiceMetrics("x")
+    metrics.events.labels("x", "t", "w", "handled").inc()
+    for histogram in (metrics.handler_seconds.labels("x", "t"), metrics.delivery_seconds.labels("x")):
+        histogram.observe(1)
+    metrics.analysis_seconds.labels("x").observe(1)
+    metrics.store_errors.labels("x", "mongo").inc()
+    metrics.backlog.labels("x", "outbox").set(1)
+    from prometheus_client import generate_latest
+
+    text = generate_latest(metrics.registry).decode()
+    return {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def test_observability_runs_behind_its_profile_only(compose: dict[str, Any]) -> None:
+    for name in ("prometheus", "grafana", "otel-collector", "jaeger"):
+        assert compose["services"][name]["profiles"] == ["observability"]
+        assert re.fullmatch(r"[\w./-]+:v?\d+\.\d+\.\d+", compose["services"][name]["image"]), "pin a version"
+    for name in (*APP_SERVICES, *INFRA):
+        assert "profiles" not in compose["services"][name], f"{name} must run without a profile"
+
+
+def test_prometheus_scrapes_every_service_and_loads_the_alerts(compose: dict[str, Any]) -> None:
+    config = yaml.safe_load((OBSERVABILITY / "prometheus.yml").read_text(encoding="utf-8"))
+    targets = {
+        target
+        for job in config["scrape_configs"]
+        if job["job_name"] == "wmsj"
+        for static in job["static_configs"]
+        for target in static["targets"]
+    }
+    assert targets == {
+        f"{name}:{environment(compose['services'][name])['WMSJ_HTTP_PORT']}" for name in APP_SERVICES
+    }
+    mounted = {c["target"] for c in compose["services"]["prometheus"]["configs"]}
+    assert set(config["rule_files"]) <= mounted
+
+
+def test_alert_rules_and_dashboard_use_metrics_that_exist() -> None:
+    alerts = yaml.safe_load((OBSERVABILITY / "alerts.yml").read_text(encoding="utf-8"))
+    rules = {rule["alert"]: rule["expr"] for group in alerts["groups"] for rule in group["rules"]}
+    assert {"WmsjQueueGrowing", "WmsjOutboxStuck", "WmsjDeadLetters", "WmsjTownshipSilent"} <= rules.keys()
+    dashboard = json.loads(
+        (OBSERVABILITY / "grafana" / "dashboards" / "wmsj.json").read_text(encoding="utf-8")
+    )
+    expressions = [*rules.values(), *(t["expr"] for p in dashboard["panels"] for t in p["targets"])]
+    known = _metric_names()
+    for expression in expressions:
+        for name in re.findall(r"\b(wmsj_[a-z_]+)\b", expression):
+            assert name in known, f"{name} is not served by shared/metrics.py"
+    datasources = yaml.safe_load((OBSERVABILITY / "grafana" / "provisioning" / "datasources.yml").read_text())
+    uids = {d["uid"] for d in datasources["datasources"]}
+    assert {p["datasource"]["uid"] for p in dashboard["panels"]} <= uids
+
+
+def test_traces_go_through_the_collector_to_jaeger(raw_compose: dict[str, Any]) -> None:
+    collector = yaml.safe_load((OBSERVABILITY / "otel-collector.yml").read_text(encoding="utf-8"))
+    pipeline = collector["service"]["pipelines"]["traces"]
+    assert (
+        pipeline["receivers"] == ["otlp"]
+        and "4318" in collector["receivers"]["otlp"]["protocols"]["http"]["endpoint"]
+    )
+    (exporter,) = pipeline["exporters"]
+    assert collector["exporters"][exporter]["endpoint"].startswith("jaeger:")
+    for name in APP_SERVICES:
+        # Off unless the operator sets it (the profile's collector may not be running).
+        assert environment(raw_compose["services"][name])["WMSJ_OTLP_ENDPOINT"] == "${WMSJ_OTLP_ENDPOINT:-}"
+
+
+def test_setup_installs_the_dev_lock_which_agrees_with_the_image_lock() -> None:
+    setup = (ROOT / "scripts" / "setup.sh").read_text(encoding="utf-8")
+    assert "--require-hashes -r requirements-dev.lock" in setup
+    pins = {}
+    for name in ("requirements.lock", "requirements-dev.lock"):
+        text = (ROOT / name).read_text(encoding="utf-8")
+        pins[name] = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", text, re.MULTILINE))
+    image, dev = pins["requirements.lock"], pins["requirements-dev.lock"]
+    assert {k: v for k, v in dev.items() if k in image} == image, "the two locks disagree: regenerate both"

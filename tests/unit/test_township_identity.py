@@ -6,11 +6,10 @@ import json
 import re
 from pathlib import Path
 
-import pytest
-
 from shared.events import EVENT_TYPES, OFFICE_EVENTS, TOWNSHIP_EVENTS
+from shared.onboarding import TownshipAccess
 from wmsj.cli import main
-from wmsj.townships import permissions, rabbitmqctl_commands
+from wmsj.townships import access_text, permissions
 
 
 def test_a_township_may_publish_township_events_and_nothing_office_only():
@@ -34,16 +33,27 @@ def test_a_township_writes_to_the_ingress_and_reads_only_its_own_reply_queue():
     assert not re.fullmatch(read, "registry.ingress")
 
 
-def test_the_commands_create_the_user_then_its_permissions():
-    commands = rabbitmqctl_commands("431381101", "pw", vhost="/")
-    assert [c[0] for c in commands] == ["add_user", "set_permissions", "set_topic_permissions"]
-    assert commands[0][1:] == ["township-431381101", "pw"]
-    assert commands[2][4] == "wmsj.ingress"
-
-
-def test_a_password_rabbitmqctl_would_read_as_an_option_is_refused():
-    with pytest.raises(ValueError, match="may not start with '-'"):
-        rabbitmqctl_commands("431381101", "-abc")
+def test_what_a_township_is_handed_names_everything_it_needs() -> None:
+    access = TownshipAccess(
+        township_id="431381101",
+        user="township-431381101",
+        password="pw-1",
+        amqp_url="amqp://township-431381101:pw-1@broker:5672/",
+        reply_queue="wmsj.replies.township-431381101",
+        api_key="key-1",
+        upload_prefix="431381101/",
+    )
+    assert access.api_key_entry == {"key-1": "township:431381101"}
+    text = access_text(access, None)
+    for needed in (
+        access.amqp_url,
+        access.password,
+        access.reply_queue,
+        access.api_key,
+        access.upload_prefix,
+    ):
+        assert needed in text
+    assert '{"key-1": "township:431381101"}' in text
 
 
 def _event(unit_id: str, **data: object) -> str:

@@ -1,0 +1,77 @@
+"""The office's route for township systems' identities: list, add, rotate, revoke.
+
+The same operations as ``wmsj township`` (``shared.onboarding``), for an office that has no
+shell on the broker's host. Only the office's API key may call it. The registry needs a
+broker administrator for it (``WMSJ_RABBITMQ_MANAGEMENT_USER``/``_PASSWORD``): only those
+may manage users. Without one (compose's default, where the registry's own broker user may
+touch nothing but its queues) every call answers 503 with what to configure.
+"""
+
+# No ``from __future__ import annotations``: FastAPI must see the dependency types declared
+# inside ``router`` itself, which string annotations would hide from it.
+
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException
+
+from shared.auth import Caller
+from shared.onboarding import BrokerAdmin, OnboardingError, TownshipAccess
+
+AdminFactory = Callable[[], BrokerAdmin]
+
+
+def _access(access: TownshipAccess) -> dict[str, Any]:
+    return {**asdict(access), "api_key_entry": access.api_key_entry}
+
+
+def router(make_admin: AdminFactory, caller: Any) -> APIRouter:
+    """``caller``: the API-key dependency (``services.registry.api.CALLER``)."""
+    routes = APIRouter(prefix="/townships", tags=["townships"])
+
+    def office(who: Annotated[Caller, caller]) -> Caller:
+        if not who.is_office:
+            raise HTTPException(403, "only the city office manages township identities")
+        return who
+
+    Office = Annotated[Caller, Depends(office)]
+
+    async def run(operation: Callable[[BrokerAdmin], Any]) -> Any:
+        try:
+            async with make_admin() as admin:
+                return await operation(admin)
+        except ValueError as problem:
+            raise HTTPException(422, str(problem)) from problem
+        except OnboardingError as problem:
+            raise HTTPException(503, f"township identities cannot be managed: {problem}") from problem
+
+    @routes.get("")
+    async def list_townships(_: Office) -> list[dict[str, Any]]:
+        """Every township system's identity, without secrets."""
+        return [asdict(info) for info in await run(lambda admin: admin.list())]
+
+    @routes.get("/{township_id}")
+    async def show_township(township_id: str, _: Office) -> dict[str, Any]:
+        info = await run(lambda admin: admin.show(township_id))
+        if info is None:
+            raise HTTPException(404, f"no township {township_id}")
+        return asdict(info)
+
+    @routes.post("/{township_id}", status_code=201)
+    async def add_township(township_id: str, _: Office) -> dict[str, Any]:
+        """Create (or, again, give a new password and key to) a township's identity. The
+        answer holds its secrets, shown this once; the API key entry must be added to
+        ``WMSJ_API_KEYS`` of the services."""
+        return _access(await run(lambda admin: admin.add(township_id)))
+
+    @routes.post("/{township_id}/rotate")
+    async def rotate_township(township_id: str, _: Office) -> dict[str, Any]:
+        return _access(await run(lambda admin: admin.rotate(township_id)))
+
+    @routes.delete("/{township_id}", status_code=204)
+    async def revoke_township(township_id: str, _: Office) -> None:
+        if not await run(lambda admin: admin.revoke(township_id)):
+            raise HTTPException(404, f"no township {township_id}")
+
+    return routes
