@@ -10,10 +10,10 @@ import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import uvicorn
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, HTTPException, Response
 from faststream.middlewares import AckPolicy
 from faststream.rabbit import RabbitBroker, RabbitQueue
 from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
@@ -23,6 +23,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from shared import metrics as metrics_
 from shared import tracing
+from shared.auth import Caller, current_caller
 from shared.events import CloudEvent, derived_id
 from shared.messaging import (
     EventBus,
@@ -249,9 +250,12 @@ class Service:
             return {"status": "ready", "service": self.name}
 
         @app.get("/metrics", tags=["health"], include_in_schema=False)
-        async def metrics() -> Response:
-            """Prometheus text format (shared/metrics.py); unauthenticated like the health
-            probes, and like them meant for the internal network only."""
+        async def metrics(caller: Annotated[Caller, current_caller()]) -> Response:
+            """Prometheus text format (shared/metrics.py), for an office key only: the counts
+            are per township, which is more than one township may know of the others
+            (Prometheus sends the key from a file: deploy/observability/prometheus.yml)."""
+            if not caller.is_office:
+                raise HTTPException(403, "metrics are for the office's key")
             return Response(await self.metrics.render(), media_type=metrics_.CONTENT_TYPE)
 
         if routes:

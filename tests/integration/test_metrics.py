@@ -12,6 +12,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from shared.auth import DEV_OFFICE_KEY
 from shared.events import UnitKind, UnitRegistered, UnitRegisteredEvent, new_event
 from shared.onboarding import BrokerAdmin
 from tests.conftest import Infra
@@ -29,7 +30,8 @@ def registered(data: UnitRegistered, source: str) -> UnitRegisteredEvent:
 async def scrape(app_module: ModuleType) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     app = app_module.create_app()
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://s") as client:
-        response = await client.get("/metrics")
+        assert (await client.get("/metrics")).status_code == 401  # the counts are the office's
+        response = await client.get("/metrics", headers={"Authorization": f"Bearer {DEV_OFFICE_KEY}"})
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
