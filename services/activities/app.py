@@ -34,12 +34,17 @@ from pydantic import Field
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from services.activities import api
+from services.activities.domain import attendance as attending
+from services.activities.domain import lifecycle
+from services.activities.domain import orders as ordering
 from services.activities.domain.attendance import (
+    CreditBasis,
     RefusedAttendance,
     Roster,
     Supplement,
     apply_attendance,
     apply_supplement,
+    check_credit,
 )
 from services.activities.domain.lifecycle import (
     RefusedActivity,
@@ -49,12 +54,20 @@ from services.activities.domain.lifecycle import (
     apply_scheduled,
 )
 from services.activities.domain.months import units_without_activity
-from services.activities.domain.orders import Order, add_statement, counted_rating, due_escalation, view
+from services.activities.domain.orders import (
+    Order,
+    RefusedOrder,
+    add_statement,
+    counted_rating,
+    due_escalation,
+    view,
+)
 from services.activities.domain.projects import RefusedList, apply_list
 from services.activities.domain.scope import units_named
 from services.activities.settings import ActivitiesSettings
 from services.activities.store import (
     ActivityStore,
+    EvidenceFactStore,
     OrderStore,
     ProjectListStore,
     RosterStore,
@@ -67,6 +80,8 @@ from shared.events import (
     ActivityScheduledEvent,
     CloudEvent,
     EventRejectedEvent,
+    EvidenceStoredEvent,
+    FieldError,
     HoursCredited,
     HoursCreditedEvent,
     ProjectListPublishedEvent,
@@ -111,6 +126,7 @@ units = UnitStore(service.db)
 rosters = RosterStore(service.db)
 orders = OrderStore(service.db)
 warnings = WarningStore(service.db)
+evidence_facts = EvidenceFactStore(service.db)
 service.on_start += [activities.ensure_indexes, project_lists.ensure_indexes, orders.ensure_indexes]
 service.documents_publishing(
     ProjectListPublishedEvent,
@@ -182,11 +198,11 @@ async def handle(event: Submission, who: Publisher, reply_to: str | None, held: 
     if isinstance(event, ProjectListPublishedEvent):
         effect = _project_list(event)
     elif isinstance(event, LIFECYCLE):
-        effect = _lifecycle(event)
+        effect = _lifecycle(event, who)
     elif isinstance(event, ORDERS):
-        effect = _order(event)
+        effect = _order(event, who)
     else:
-        effect = _attendance(event)
+        effect = _attendance(event, who)
     if held is None:
         await service.process(event, effect)
     elif not await holds.settle(held, effect):
@@ -271,13 +287,35 @@ def _project_list(event: ProjectListPublishedEvent) -> Any:
     return effect
 
 
+Refusal = RefusedActivity | RefusedAttendance | RefusedOrder
+
+
+def refused(problem: Refusal) -> InvalidEvent:
+    """A domain refusal as the sender hears it: the reason, and the field it concerns."""
+    return InvalidEvent(str(problem), [FieldError(location=problem.field, message=str(problem))])
+
+
+async def unit_township(unit_id: str, session: AsyncClientSession) -> str | None:
+    """The township of a unit as the registry stated it (None: city level, or not known)."""
+    unit = await units.get(unit_id, session)
+    return owning_township(unit["_id"], unit["kind"], unit.get("township_id")) if unit else None
+
+
+async def _claimant_unit(who: Publisher, unit_id: str | None, session: AsyncClientSession) -> str | None:
+    """For the office, the township an id it introduces is recorded as owned by (its unit's);
+    a township's own statements are recorded as its own without a look-up."""
+    return await unit_township(unit_id, session) if who.is_office and unit_id else None
+
+
 def _lifecycle(
     event: ActivityScheduledEvent | ActivityCompletedEvent | ActivityPublishedEvent | ActivityCancelledEvent,
+    who: Publisher,
 ) -> Any:
     async def effect(session: AsyncClientSession) -> list[CloudEvent[Any]]:
         now = datetime.now(UTC)
         current = await activities.get(event.data.activity_id, session)
         try:
+            lifecycle.check_owner(current, event.data.activity_id, who.township_id)
             if isinstance(event, ActivityScheduledEvent):
                 updated = apply_scheduled(current, event.data, event.time, now)
             elif isinstance(event, ActivityCompletedEvent):
@@ -287,9 +325,12 @@ def _lifecycle(
             else:
                 updated = apply_cancelled(current, event.data, event.time, now)
         except RefusedActivity as refusal:
-            raise InvalidEvent(str(refusal)) from refusal
+            raise refused(refusal) from refusal
         if updated is None:
             return []
+        updated = lifecycle.claimed(
+            updated, who.township_id, await _claimant_unit(who, event.data.unit_id, session)
+        )
         await activities.put(updated, session)
         if isinstance(event, ActivityScheduledEvent | ActivityCompletedEvent):
             return [service.accepted(event, subject=updated.activity_id)]
@@ -298,7 +339,9 @@ def _lifecycle(
     return effect
 
 
-def _order(event: OrderPlacedEvent | OrderDispatchedEvent | OrderAnsweredEvent | OrderRatedEvent) -> Any:
+def _order(
+    event: OrderPlacedEvent | OrderDispatchedEvent | OrderAnsweredEvent | OrderRatedEvent, who: Publisher
+) -> Any:
     kinds = {
         OrderPlacedEvent: "placed",
         OrderDispatchedEvent: "dispatched",
@@ -309,6 +352,10 @@ def _order(event: OrderPlacedEvent | OrderDispatchedEvent | OrderAnsweredEvent |
     async def effect(session: AsyncClientSession) -> list[CloudEvent[Any]]:
         order_id = event.data.order_id
         current = await orders.get(order_id, session)
+        try:
+            ordering.check_owner(current, order_id, who.township_id)
+        except RefusedOrder as refusal:
+            raise refused(refusal) from refusal
         updated = add_statement(
             current,
             order_id,
@@ -318,6 +365,10 @@ def _order(event: OrderPlacedEvent | OrderDispatchedEvent | OrderAnsweredEvent |
         )
         if updated is None:
             return []
+        named = units_named(event.data, []) if not isinstance(event, OrderRatedEvent) else []
+        updated = ordering.claimed(
+            updated, who.township_id, await _claimant_unit(who, next(iter(named), None), session)
+        )
         await orders.put(updated, view(updated, ACCEPT_WITHIN), session)
         return rating_changes(event, current, updated)
 
@@ -363,6 +414,7 @@ def _attendance(
     | VolunteerCheckedInEvent
     | VolunteerCheckedOutEvent
     | HoursSupplementedEvent,
+    who: Publisher,
 ) -> Any:
     actions = {
         VolunteerSignedUpEvent: "signed-up",
@@ -374,14 +426,33 @@ def _attendance(
     async def effect(session: AsyncClientSession) -> list[CloudEvent[Any]]:
         data = event.data
         if event.time > datetime.now(UTC) + timedelta(minutes=5):
-            raise InvalidEvent(f"the event is dated {event.time.isoformat()}, in the future")
+            reason = f"the event is dated {event.time.isoformat()}, in the future"
+            raise InvalidEvent(reason, [FieldError(location="time", message=reason)])
         activity = await activities.get(data.activity_id, session)
-        if activity is not None and activity.unit_id != data.unit_id:
-            raise InvalidEvent(
-                f"activity {data.activity_id} belongs to unit {activity.unit_id}, not {data.unit_id}"
-            )
         current = await rosters.get(data.activity_id, session)
         try:
+            # Whose the activity is first (a refusal that names nothing of its owner), then
+            # whether it is this unit's (both the sender's own: naming them tells nothing).
+            lifecycle.check_owner(activity, data.activity_id, who.township_id)
+            attending.check_owner(current, data.activity_id, who.township_id)
+            if activity is not None and activity.unit_id != data.unit_id:
+                raise RefusedAttendance(
+                    f"activity {data.activity_id} belongs to unit {activity.unit_id}, not {data.unit_id}",
+                    "data.unit_id",
+                )
+            if isinstance(event, HoursSupplementedEvent | VolunteerCheckedOutEvent):
+                check_credit(
+                    "supplement" if isinstance(event, HoursSupplementedEvent) else "check-out",
+                    data.activity_id,
+                    event.data.evidence_id if isinstance(event, HoursSupplementedEvent) else None,
+                    CreditBasis(
+                        activity.unit_id if activity is not None and activity.schedule else None,
+                        await evidence_facts.activity_of(event.data.evidence_id, session)
+                        if isinstance(event, HoursSupplementedEvent)
+                        else None,
+                    ),
+                    by_office=who.is_office,
+                )
             if isinstance(event, HoursSupplementedEvent):
                 supplement = Supplement(
                     key=event.key,
@@ -405,10 +476,13 @@ def _attendance(
                     event.time,
                 )
                 credit = _attendance_credit(current, updated, data.volunteer_id)
-        except RefusedAttendance as refusal:
-            raise InvalidEvent(str(refusal)) from refusal
+        except (RefusedActivity, RefusedAttendance) as refusal:
+            raise refused(refusal) from refusal
         if updated is None:
             return []
+        updated = attending.claimed(
+            updated, who.township_id, await _claimant_unit(who, data.unit_id, session)
+        )
         await rosters.put(updated, session)
         if credit is None:
             return []
@@ -454,18 +528,37 @@ def _attendance_credit(
 # ----------------------------------------------------------------------------- the unit tree
 
 
-@service.consumes(ACTIVITIES_EVENTS, UnitRegisteredEvent, title="activities.events:unit-registered")
-async def on_unit(event: UnitRegisteredEvent) -> None:
+FactEvent = Annotated[UnitRegisteredEvent | EvidenceStoredEvent, Field(discriminator="type")]
+
+
+@service.consumes(
+    ACTIVITIES_EVENTS,
+    UnitRegisteredEvent,
+    EvidenceStoredEvent,
+    title="activities.events:unit-registered-and-evidence-stored",
+)
+async def on_fact(event: FactEvent) -> None:
     """The registry accepted a unit: learn its parent (escalation) and that it exists (warning),
-    and handle the events held for it."""
+    and handle the events held for it. Or the evidence service stored evidence: learn which
+    activity it is of (补录 names it)."""
+    if isinstance(event, EvidenceStoredEvent):
+        stored = event.data
+
+        async def keep(session: AsyncClientSession) -> list[CloudEvent[Any]]:
+            await evidence_facts.put(stored.evidence_id, stored.activity_id, stored.unit_id, session)
+            return []
+
+        await service.process(event, keep)
+        return
+    unit = event.data
 
     async def effect(session: AsyncClientSession) -> list[CloudEvent[Any]]:
-        await units.put(event.data.model_dump(mode="json"), statement(event.time, event.data), session)
+        await units.put(unit.model_dump(mode="json"), statement(event.time, unit), session)
         return []
 
     await service.process(event, effect)
     # Also for a duplicate: the first delivery may have died before it released them.
-    await holds.release(Awaited("unit", event.data.unit_id))
+    await holds.release(Awaited("unit", unit.unit_id))
 
 
 # ----------------------------------------------------------------------------- timers

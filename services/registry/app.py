@@ -45,6 +45,7 @@ from shared.events import (
     CloudEvent,
     EventRejected,
     EventRejectedEvent,
+    FieldError,
     HoursCreditedEvent,
     UnitRegistered,
     UnitRegisteredEvent,
@@ -101,7 +102,8 @@ async def on_ingress(event: IngressEvent, message: RabbitMessage) -> None:
 
 
 def _refused(problem: RefusedUnit) -> InvalidEvent:
-    return InvalidEvent(str(problem))
+    """A rule's refusal as the sender hears it: the reason, and the field it concerns."""
+    return InvalidEvent(str(problem), [FieldError(location=f"data.{problem.column}", message=str(problem))])
 
 
 def _held(event: CloudEvent[Any], who: Publisher, reply_to: str | None) -> dict[str, Any]:
@@ -328,6 +330,7 @@ async def settle_volunteer(
             teams=teams,
             holder_of_card=await units.card_holder(pii.fingerprint(data.id_card), session),
             vault=pii,
+            sender_township=who.township_id,
         )
     except RefusedUnit as refusal:
         raise _refused(refusal) from refusal
@@ -504,6 +507,7 @@ async def import_volunteers(
                 teams={t: known[t] for t in data.team_ids if t in known},
                 holder_of_card=holders.get(fingerprint),
                 vault=pii,
+                sender_township=who.township_id,
             )
         except RefusedUnit as refusal:
             report.errors.append(RowError(number, refusal.column, str(refusal)))
