@@ -230,6 +230,9 @@ async def check_scope(event: Submission, who: Publisher) -> Awaited | None:
         return None
     if reason := who.may_not_publish_type(event.type, event.PUBLISHED_BY):
         raise InvalidEvent(reason)
+    # Another township's id first: that refusal names nothing of it, where the unit scope
+    # below would name the unit's township. (Checked again in the transaction.)
+    await check_ownership(event, who)
     placed: list[dict[str, Any]] = []
     if isinstance(event, OrderRatedEvent):
         order_id = event.data.order_id
@@ -246,6 +249,28 @@ async def check_scope(event: Submission, who: Publisher) -> Awaited | None:
         ):
             raise InvalidEvent(reason)
     return Awaited("unit", unknown[0]) if unknown else None
+
+
+async def check_ownership(event: Submission, who: Publisher) -> None:
+    """Refuse a township's statement about an activity or order id another township owns."""
+    try:
+        if isinstance(event, ORDERS):
+            order_id = event.data.order_id
+            order = await retry_transient(lambda: orders.get(order_id), what=f"looking up order {order_id}")
+            ordering.check_owner(order, order_id, who.township_id)
+        elif isinstance(event, LIFECYCLE) or isinstance(event, ATTENDANCE):  # noqa: SIM101
+            activity_id = event.data.activity_id
+            activity = await retry_transient(
+                lambda: activities.get(activity_id), what=f"looking up activity {activity_id}"
+            )
+            lifecycle.check_owner(activity, activity_id, who.township_id)
+            if isinstance(event, ATTENDANCE):
+                roster = await retry_transient(
+                    lambda: rosters.get(activity_id), what=f"looking up roster {activity_id}"
+                )
+                attending.check_owner(roster, activity_id, who.township_id)
+    except (RefusedActivity, RefusedAttendance, RefusedOrder) as refusal:
+        raise refused(refusal) from refusal
 
 
 async def _unit(unit_id: str) -> dict[str, Any] | None:

@@ -136,6 +136,13 @@ async def check_scope(
     if reason := who.may_not_publish_type(event.type, event.PUBLISHED_BY):
         raise InvalidEvent(reason)
     if isinstance(event, EvidenceSubmittedEvent):
+        # Another township's evidence id or upload first: those refusals name nothing of
+        # it, where the unit scope below would name the unit's township.
+        try:
+            check_upload_key(event.data.object_key, who.township_id)
+            await _check_owner(event.data.evidence_id, who)
+        except RefusedEvidence as refusal:
+            raise refused(refusal) from refusal
         unit_id = event.data.unit_id
         unit = await retry_transient(lambda: evidence.unit(unit_id), what=f"looking up unit {unit_id}")
         if unit is None:
@@ -157,8 +164,6 @@ async def on_evidence_submitted(
     try:
         awaited = await check_scope(event, who)
         check_declared(data)  # what can be refused now is, held or not
-        check_upload_key(data.object_key, who.township_id)
-        await _check_owner(data.evidence_id, who)
         activity = None
         if awaited is None:
             activity = await retry_transient(

@@ -51,8 +51,9 @@ def check_upload_key(object_key: str, sender_township: str | None) -> None:
     submission look like a reuse. The office may name any."""
     if sender_township is not None and not object_key.startswith(upload_prefix(sender_township)):
         raise RefusedEvidence(
-            f"object_key {object_key!r} is not one of your uploads: upload under the key an upload "
-            f"policy gives you (POST /uploads/policy; your keys begin {upload_prefix(sender_township)!r})",
+            # The key is not echoed: it may name another township (its prefix).
+            "object_key is not one of your uploads: upload under the key an upload policy gives "
+            f"you (POST /uploads/policy; your keys begin {upload_prefix(sender_township)!r})",
             "data.object_key",
         )
 

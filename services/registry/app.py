@@ -40,6 +40,7 @@ from services.registry.settings import RegistrySettings
 from services.registry.sheets import RowError
 from services.registry.store import UnitStore
 from services.registry.volunteers import apply_volunteer
+from services.registry.volunteers import check_owner as check_volunteer_owner
 from shared.events import (
     TOWNSHIP_EVENTS,
     CloudEvent,
@@ -286,6 +287,12 @@ async def register_volunteer(
     the unit (like a child under its parent), its personal data sealed, until the unit
     arrives or the hold runs out."""
     data = event.data
+    try:  # another township's volunteer first: that refusal names nothing of it
+        check_volunteer_owner(
+            await units.volunteer(data.volunteer_id, session), data.volunteer_id, who.township_id
+        )
+    except RefusedUnit as refusal:
+        raise _refused(refusal) from refusal
     if await units.get(data.unit_id, session) is not None:
         return await settle_volunteer(data, event.time, who, session)
     await _teams_in_scope(data, who, session)  # what can be checked now is refused now
@@ -316,6 +323,11 @@ async def settle_volunteer(
     data: VolunteerRegistered, stated_at: datetime, who: Publisher, session: AsyncClientSession
 ) -> list[Outgoing]:
     """Apply a volunteer's statement with every rule; InvalidEvent if one is broken."""
+    current = await units.volunteer(data.volunteer_id, session)
+    try:  # another township's volunteer first: that refusal names nothing of it
+        check_volunteer_owner(current, data.volunteer_id, who.township_id)
+    except RefusedUnit as refusal:
+        raise _refused(refusal) from refusal
     unit = await units.get(data.unit_id, session)
     if unit is not None and (reason := who.may_not_publish_about(data.unit_id, unit.owner)):
         raise InvalidEvent(reason)
@@ -323,7 +335,7 @@ async def settle_volunteer(
     pii = vault()
     try:
         volunteer = apply_volunteer(
-            await units.volunteer(data.volunteer_id, session),
+            current,
             data,
             stated_at,
             unit=unit,

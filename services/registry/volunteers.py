@@ -60,6 +60,13 @@ def statement_key(vault: Vault, stated_at: datetime, data: VolunteerRegistered) 
     return stated_at, vault.fingerprint(data.model_dump_json())
 
 
+def check_owner(current: Volunteer | None, volunteer_id: str, sender_township: str | None) -> None:
+    """A volunteer id is the township's that first registered it: another township's
+    statement about it is refused, naming nothing of the owner."""
+    if current is not None and foreign(current.owner, sender_township):
+        raise RefusedUnit(not_yours("volunteer", volunteer_id), "volunteer_id")
+
+
 def apply_volunteer(
     current: Volunteer | None,
     data: VolunteerRegistered,
@@ -75,9 +82,7 @@ def apply_volunteer(
     column at fault) if a rule is broken. ``teams`` are the known units among ``team_ids``;
     ``holder_of_card`` the volunteer already registered with this ID-card number, if any;
     ``sender_township`` the broker-checked sender's township (None: the office)."""
-    if current is not None and foreign(current.owner, sender_township):
-        # Before anything else: even a restatement identical to the stored one is not theirs.
-        raise RefusedUnit(not_yours("volunteer", data.volunteer_id), "volunteer_id")
+    check_owner(current, data.volunteer_id, sender_township)  # even an identical restatement
     at, content = statement_key(vault, stated_at, data)
     if current is not None and (at, content) <= (current.stated_at, current.stated):
         return None

@@ -148,7 +148,7 @@ def _check_span(attendance: Attendance) -> None:
     if round((left - came).total_seconds() / 3600, 2) <= 0:
         raise RefusedAttendance(
             f"volunteer {attendance.volunteer_id} checked out {int((left - came).total_seconds())} s "
-            "after checking in: that is 0 hours (to the hundredth), nothing to credit",
+            "after checking in: that is 0 hours (to the hundredth): it credits no hours",
             "time",
         )
 
