@@ -72,6 +72,7 @@ from services.activities.store import (
     ProjectListStore,
     RosterStore,
     UnitStore,
+    VolunteerStore,
     WarningStore,
 )
 from shared.events import (
@@ -109,6 +110,7 @@ from shared.events.activities import (
     VolunteerSignedUpEvent,
     VolunteerWithdrewEvent,
 )
+from shared.events.units import VolunteerEnrolledEvent
 from shared.holds import Awaited, Held, Holds
 from shared.identity import Publisher, owning_township, publisher_of
 from shared.messaging import InvalidEvent, retry_transient
@@ -127,6 +129,7 @@ rosters = RosterStore(service.db)
 orders = OrderStore(service.db)
 warnings = WarningStore(service.db)
 evidence_facts = EvidenceFactStore(service.db)
+volunteers = VolunteerStore(service.db)
 service.on_start += [activities.ensure_indexes, project_lists.ensure_indexes, orders.ensure_indexes]
 service.documents_publishing(
     ProjectListPublishedEvent,
@@ -248,7 +251,18 @@ async def check_scope(event: Submission, who: Publisher) -> Awaited | None:
             unit_id, owning_township(unit["_id"], unit["kind"], unit.get("township_id"))
         ):
             raise InvalidEvent(reason)
-    return Awaited("unit", unknown[0]) if unknown else None
+    if unknown:
+        return Awaited("unit", unknown[0])
+    if isinstance(event, VolunteerCheckedOutEvent | HoursSupplementedEvent):
+        # Hours are credited only to the township's own volunteer: the registry's word on
+        # whose a volunteer is travels a longer way, so the credit waits for it.
+        volunteer_id = event.data.volunteer_id
+        found = await retry_transient(
+            lambda: volunteers.get(volunteer_id), what=f"looking up volunteer {volunteer_id}"
+        )
+        if found is None:
+            return Awaited("volunteer", volunteer_id)
+    return None
 
 
 async def check_ownership(event: Submission, who: Publisher) -> None:
@@ -286,6 +300,8 @@ async def known(awaited: Awaited) -> bool:
     """Whether what a held event waits for is known here now."""
     if awaited.kind == "order":
         return bool(await _placements(awaited.id))
+    if awaited.kind == "volunteer":
+        return await volunteers.get(awaited.id) is not None
     return await units.get(awaited.id) is not None
 
 
@@ -466,17 +482,21 @@ def _attendance(
                     "data.unit_id",
                 )
             if isinstance(event, HoursSupplementedEvent | VolunteerCheckedOutEvent):
+                volunteer = await volunteers.get(data.volunteer_id, session)
                 check_credit(
                     "supplement" if isinstance(event, HoursSupplementedEvent) else "check-out",
                     data.activity_id,
+                    data.volunteer_id,
                     event.data.evidence_id if isinstance(event, HoursSupplementedEvent) else None,
                     CreditBasis(
                         activity.unit_id if activity is not None and activity.schedule else None,
                         await evidence_facts.activity_of(event.data.evidence_id, session)
                         if isinstance(event, HoursSupplementedEvent)
                         else None,
+                        volunteer_known=volunteer is not None,
+                        volunteer_township=volunteer.get("township_id") if volunteer else None,
                     ),
-                    by_office=who.is_office,
+                    who.township_id,
                 )
             if isinstance(event, HoursSupplementedEvent):
                 supplement = Supplement(
@@ -553,19 +573,33 @@ def _attendance_credit(
 # ----------------------------------------------------------------------------- the unit tree
 
 
-FactEvent = Annotated[UnitRegisteredEvent | EvidenceStoredEvent, Field(discriminator="type")]
+FactEvent = Annotated[
+    UnitRegisteredEvent | EvidenceStoredEvent | VolunteerEnrolledEvent, Field(discriminator="type")
+]
 
 
 @service.consumes(
     ACTIVITIES_EVENTS,
     UnitRegisteredEvent,
     EvidenceStoredEvent,
-    title="activities.events:unit-registered-and-evidence-stored",
+    VolunteerEnrolledEvent,
+    title="activities.events:unit-registered-evidence-stored-volunteer-enrolled",
 )
 async def on_fact(event: FactEvent) -> None:
     """The registry accepted a unit: learn its parent (escalation) and that it exists (warning),
-    and handle the events held for it. Or the evidence service stored evidence: learn which
-    activity it is of (补录 names it)."""
+    and handle the events held for it. Or the registry accepted a volunteer: learn whose it
+    is (hours go only to a township's own), and handle the credits held for it. Or the
+    evidence service stored evidence: learn which activity it is of (补录 names it)."""
+    if isinstance(event, VolunteerEnrolledEvent):
+        enrolled = event.data
+
+        async def learn(session: AsyncClientSession) -> list[CloudEvent[Any]]:
+            await volunteers.put(enrolled.model_dump(mode="json"), event.time, session)
+            return []
+
+        await service.process(event, learn)
+        await holds.release(Awaited("volunteer", enrolled.volunteer_id))
+        return
     if isinstance(event, EvidenceStoredEvent):
         stored = event.data
 

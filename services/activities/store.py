@@ -230,6 +230,26 @@ class EvidenceFactStore:
         )
 
 
+class VolunteerStore:
+    """Whose volunteer each volunteer is (the registry's accepted ``volunteer.enrolled``
+    facts, no personal data): hours are credited only to a township's own volunteers."""
+
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.volunteers = db.volunteers
+
+    async def get(self, volunteer_id: str, session: AsyncClientSession | None = None) -> Document | None:
+        return await self.volunteers.find_one({"_id": volunteer_id}, session=session)
+
+    async def put(self, enrolled: Document, stated_at: datetime, session: AsyncClientSession) -> bool:
+        """Keep the latest statement of the volunteer; False if a later one is kept."""
+        current = await self.get(enrolled["volunteer_id"], session)
+        if current is not None and current["stated_at"] >= stated_at:
+            return False
+        doc = {**enrolled, "_id": enrolled["volunteer_id"], "stated_at": stated_at}
+        await self.volunteers.replace_one({"_id": doc["_id"]}, doc, upsert=True, session=session)
+        return True
+
+
 class WarningStore:
     """The last monthly warning issued for each month (so it is re-issued only on change)."""
 

@@ -39,7 +39,7 @@ from services.registry.domain import (
 from services.registry.settings import RegistrySettings
 from services.registry.sheets import RowError
 from services.registry.store import UnitStore
-from services.registry.volunteers import apply_volunteer
+from services.registry.volunteers import Volunteer, apply_volunteer
 from services.registry.volunteers import check_owner as check_volunteer_owner
 from shared.events import (
     TOWNSHIP_EVENTS,
@@ -55,12 +55,14 @@ from shared.events import (
 from shared.events.units import (
     UnitRegisteredV2,
     UnitRegisteredV2Event,
+    VolunteerEnrolled,
+    VolunteerEnrolledEvent,
     VolunteerRegistered,
     VolunteerRegisteredEvent,
 )
 from shared.identity import Publisher, Unidentified, identify, publisher_of
 from shared.messaging import InvalidEvent
-from shared.mongo import Effect, Outgoing, Reply
+from shared.mongo import Effect, Outgoing, Reply, stage
 from shared.pii import vault
 from shared.rounds import run_rounds
 from shared.service import Service
@@ -77,7 +79,7 @@ async def _check_pii_key() -> None:
 
 
 service.on_start += [_check_pii_key, units.ensure_indexes]
-service.documents_publishing(UnitRegisteredEvent, EventRejectedEvent)
+service.documents_publishing(UnitRegisteredEvent, VolunteerEnrolledEvent, EventRejectedEvent)
 
 IngressEvent = UnitRegisteredEvent | UnitRegisteredV2Event | VolunteerRegisteredEvent
 
@@ -346,9 +348,28 @@ async def settle_volunteer(
         )
     except RefusedUnit as refusal:
         raise _refused(refusal) from refusal
-    if volunteer is not None:
-        await units.put_volunteer(volunteer, session)
-    return []  # personal data is never re-published
+    if volunteer is None:
+        return []
+    await units.put_volunteer(volunteer, session)
+    return [enrolled(volunteer)]  # whose volunteer it is; personal data is never re-published
+
+
+def enrolled(volunteer: Volunteer) -> VolunteerEnrolledEvent:
+    """The accepted volunteer without personal data: the activities service credits hours
+    only to a township's own volunteers. Its id derives from the statement kept, so
+    re-handling a statement re-publishes the same event."""
+    return VolunteerEnrolledEvent(
+        id=derived_id(f"volunteer:{volunteer.volunteer_id}", f"enrolled:{volunteer.stated}"),
+        source=service.bus.source,
+        time=volunteer.stated_at,
+        subject=volunteer.volunteer_id,
+        data=VolunteerEnrolled(
+            volunteer_id=volunteer.volunteer_id,
+            unit_id=volunteer.unit_id,
+            township_id=volunteer.owner,
+            active=volunteer.active,
+        ),
+    )
 
 
 # ----------------------------------------------------------------------------- held statements
@@ -528,7 +549,13 @@ async def import_volunteers(
         holders[fingerprint] = data.volunteer_id
         if volunteer is not None:
             changed.append(volunteer)
+    # Announced first (staged in the outbox), then stored: a crash in between announces a
+    # volunteer the registry then lacks until the file is imported again, never the reverse
+    # (a volunteer stored whose hours could never be credited).
+    async with service.mongo.start_session() as session:
+        await stage(service.db, [enrolled(v) for v in changed], session)
     await units.put_volunteers(changed)
+    service.outbox.wake()
     report.imported = len(changed)
     report.errors.sort(key=lambda e: (e.row, e.column))
     return report

@@ -153,3 +153,22 @@ class VolunteerRegisteredEvent(CloudEvent[VolunteerRegistered]):
 
     type: Literal["wmsj.volunteer.registered.v1"] = "wmsj.volunteer.registered.v1"
     PUBLISHED_BY = "township"
+
+
+class VolunteerEnrolled(Data):
+    """A volunteer the registry accepted, without personal data: who they are registered with.
+    The activities service credits hours only to a township's own volunteers (补录 and
+    check-out), and learns whose a volunteer is from this."""
+
+    volunteer_id: Id
+    unit_id: Id = Field(description="The unit the volunteer is registered with.")
+    township_id: Id | None = Field(
+        description="The township that registered the volunteer (its owner); None: the city level."
+    )
+    active: bool = True
+
+
+class VolunteerEnrolledEvent(CloudEvent[VolunteerEnrolled]):
+    """The registry accepted a volunteer's registration (no personal data: ids only)."""
+
+    type: Literal["wmsj.volunteer.enrolled.v1"] = "wmsj.volunteer.enrolled.v1"

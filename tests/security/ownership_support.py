@@ -370,7 +370,22 @@ async def build_world(apps: dict[str, ModuleType], infra: Infra, s3: Any) -> Wor
         order_id=ids["order_a"], requester_id="r-1", requester_kind="resident", unit_id=f"{a}201", need="助老"
     )
     await town_a.publish(event(A.OrderPlacedEvent, placed, src_a, t0 - timedelta(hours=1)))
-    # B checks its own volunteer in at its own activity (the hours cases check out).
+    # B registers its own volunteer and checks them in at its own activity (the hours cases
+    # check out).
+    await town_b.publish(
+        event(
+            VolunteerRegisteredEvent,
+            VolunteerRegistered(
+                volunteer_id=ids["vol_b"],
+                name="乙志愿者",
+                id_card=card(),
+                phone="13900002222",
+                unit_id=f"{b}201",
+            ),
+            src_b,
+            t0 - timedelta(days=1),
+        )
+    )
     mine = A.VolunteerAttendance(activity_id=ids["act_b"], unit_id=f"{b}201", volunteer_id=ids["vol_b"])
     await town_b.publish(event(A.VolunteerCheckedInEvent, mine, src_b, starts))
 
@@ -407,6 +422,7 @@ async def build_world(apps: dict[str, ModuleType], infra: Infra, s3: Any) -> Wor
             and roster.of(ids["vol_b"]) is not None
             and await evidence.evidence.get(ids["ev_a"]) is not None
             and await activities.evidence_facts.activity_of(ids["ev_a"]) == ids["act_a"]
+            and await activities.volunteers.get(ids["vol_b"]) is not None
         )
 
     await eventually(settled, "A's volunteer, hours, order and evidence, and B's check-in")

@@ -317,11 +317,12 @@ EVIDENCE_CASES = [
 def hours_as_b(kind: str) -> Callable[[World], Any]:
     def build(w: World) -> Any:
         mine, own = f"{w.b}201", w.ids["act_b"]
+        volunteer = w.ids["vol_a"] if kind.endswith("a-volunteer") else w.ids["vol_b"]
         if kind.startswith("supplement"):
             activity = own if kind != "supplement-no-activity" else w.new_id("act")
             evidence_id = w.ids["ev_a"] if kind == "supplement-others-evidence" else w.new_id("ev")
             data = A.HoursSupplemented(
-                volunteer_id=w.ids["vol_b"],
+                volunteer_id=volunteer,
                 activity_id=activity,
                 unit_id=mine,
                 hours=2,
@@ -331,8 +332,9 @@ def hours_as_b(kind: str) -> Callable[[World], Any]:
             )
             return event(A.HoursSupplementedEvent, data, b_src(w), now())
         activity = w.new_id("act") if kind == "check-out-no-activity" else own
-        who = A.VolunteerAttendance(activity_id=activity, unit_id=mine, volunteer_id=w.ids["vol_b"])
+        who = A.VolunteerAttendance(activity_id=activity, unit_id=mine, volunteer_id=volunteer)
         at = {
+            "check-out-a-volunteer": w.t0 + timedelta(hours=1),
             "zero": w.t0,
             "negative": w.t0 - timedelta(hours=1),
             "ten-seconds": w.t0 + timedelta(seconds=10),
@@ -368,6 +370,17 @@ HOURS_CASES = [
         "补录 citing evidence never stored",
         hours_as_b("supplement-unknown-evidence"),
         "is not stored evidence",
+    ),
+    Case(
+        "check A's volunteer out at B's own activity",
+        hours_as_b("check-out-a-volunteer"),
+        "is not one of your township's registered volunteers",
+        "data.volunteer_id",
+    ),
+    Case(
+        "补录 for A's volunteer at B's own activity",
+        hours_as_b("supplement-a-volunteer"),
+        "is not one of your township's registered volunteers",
     ),
 ]
 

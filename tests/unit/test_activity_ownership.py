@@ -84,21 +84,37 @@ def test_another_townships_order_statement_is_refused_even_back_dated() -> None:
     orders.check_owner(order, "o1", None)  # the office dispatches escalated orders
 
 
+OURS = "431381101"
+OWN_VOLUNTEER = {"volunteer_known": True, "volunteer_township": OURS}
+
+
 @pytest.mark.parametrize("kind", ["check-out", "supplement"])
 def test_hours_are_credited_only_at_an_activity_that_exists(kind: str) -> None:
     with pytest.raises(RefusedAttendance, match="is not scheduled") as refused:
-        check_credit(kind, "a1", "e1", CreditBasis(None, "a1"), by_office=False)  # type: ignore[arg-type]
+        check_credit(kind, "a1", "v1", "e1", CreditBasis(None, "a1", **OWN_VOLUNTEER), OURS)  # type: ignore[arg-type]
     assert refused.value.field == "data.activity_id"
-    check_credit(kind, "a1", "e1", CreditBasis("u1", "a1"), by_office=False)  # type: ignore[arg-type]
-    check_credit(kind, "a1", "e1", CreditBasis(None, None), by_office=True)  # type: ignore[arg-type]
+    check_credit(kind, "a1", "v1", "e1", CreditBasis("u1", "a1", **OWN_VOLUNTEER), OURS)  # type: ignore[arg-type]
+    check_credit(kind, "a1", "v1", "e1", CreditBasis(None, None), None)  # type: ignore[arg-type]  # the office
+
+
+@pytest.mark.parametrize("kind", ["check-out", "supplement"])
+@pytest.mark.parametrize("township", [None, "431381102"])
+def test_hours_are_credited_only_to_the_townships_own_registered_volunteer(
+    kind: str, township: str | None
+) -> None:
+    basis = CreditBasis("u1", "a1", volunteer_known=township is not None, volunteer_township=township)
+    with pytest.raises(RefusedAttendance) as refused:
+        check_credit(kind, "a1", "v1", "e1", basis, OURS)  # type: ignore[arg-type]
+    assert str(refused.value).startswith("volunteer v1 is not one of your township's registered volunteers")
+    assert "431381102" not in str(refused.value) and refused.value.field == "data.volunteer_id"
 
 
 def test_a_supplement_needs_stored_evidence_of_that_very_activity() -> None:
     for stored_for in (None, "a2"):
         with pytest.raises(RefusedAttendance, match="is not stored evidence of activity a1") as refused:
-            check_credit("supplement", "a1", "e1", CreditBasis("u1", stored_for), by_office=False)
+            check_credit("supplement", "a1", "v1", "e1", CreditBasis("u1", stored_for, **OWN_VOLUNTEER), OURS)  # type: ignore[arg-type]
         assert refused.value.field == "data.evidence_id"
-    check_credit("check-out", "a1", None, CreditBasis("u1", None), by_office=False)  # no evidence needed
+    check_credit("check-out", "a1", "v1", None, CreditBasis("u1", None, **OWN_VOLUNTEER), OURS)  # type: ignore[arg-type]
 
 
 def test_a_check_in_after_the_check_out_is_refused_with_the_time_at_fault() -> None:

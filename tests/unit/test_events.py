@@ -70,6 +70,8 @@ from shared.events.units import (
     UnitContact,
     UnitRegisteredV2,
     UnitRegisteredV2Event,
+    VolunteerEnrolled,
+    VolunteerEnrolledEvent,
     VolunteerRegistered,
     VolunteerRegisteredEvent,
 )
@@ -116,6 +118,10 @@ EXAMPLES: dict[str, CloudEvent[Any]] = {
                     )
                 ],
             ),
+        ),
+        _envelope(
+            VolunteerEnrolledEvent,
+            VolunteerEnrolled(volunteer_id="v1", unit_id="431381101201", township_id="431381101"),
         ),
         _envelope(
             HoursCreditedEvent,

@@ -14,10 +14,10 @@ check-in or check-out that would make the span zero hours (under a minute's hund
 hour) or negative is refused with the reason: it could credit nothing, and a check-out the
 volunteer made must not vanish silently.
 
-Who may credit hours (``check_credit``): a township credits check-out hours and 补录 only at
-an activity scheduled here (an existing activity: its unit is then the township's own, which
-the scope check and ``check_owner`` make sure of); 补录 also names the stored evidence of
-that activity. The roster, like the activity, is the township's that first stated it
+Who may credit hours (``check_credit``): a township credits check-out hours and 补录 only to
+its own registered volunteer, at an activity scheduled here (an existing activity: its unit
+is then the township's own, which the scope check and ``check_owner`` make sure of); 补录
+also names the stored evidence of that activity. The roster, like the activity, is the township's that first stated it
 (``shared.ownership``).
 Attendance is the fact that counts: a volunteer who turns up from the waitlist is credited
 too. Hours added after the fact need an approver other than the volunteer and an evidence id
@@ -107,24 +107,35 @@ class CreditBasis:
     evidence_activity_id: str | None = (
         None  # 补录: the activity its evidence is stored for (None: not stored)
     )
+    volunteer_known: bool = False  # the registry accepted the volunteer
+    volunteer_township: str | None = None  # …registered by this township (its owner)
 
 
 def check_credit(
     kind: Literal["check-out", "supplement"],
     activity_id: str,
+    volunteer_id: str,
     evidence_id: str | None,
     basis: CreditBasis,
-    by_office: bool,
+    sender_township: str | None,
 ) -> None:
-    """Hours are credited (check-out, 补录) only at an existing activity, and 补录 only with a
-    stored piece of that activity's evidence; the office, which corrects the record, is not
-    held to it. (The unit is the sender's own: the scope check and ``check_owner`` say so.)"""
-    if by_office:
+    """Hours are credited (check-out, 补录) only to the sender's own registered volunteer, at
+    an existing activity, and 补录 only with a stored piece of that activity's evidence. The
+    office (``sender_township`` None), which corrects the record, is not held to it. (The
+    activity's unit is the sender's own: the scope check and ``check_owner`` say so.) The
+    refusals name nothing of another township."""
+    if sender_township is None:
         return
     if basis.activity_unit_id is None:
         raise RefusedAttendance(
             f"activity {activity_id} is not scheduled: hours ({kind}) are credited only at an "
             "activity that exists; schedule it first, then send this again"
+        )
+    if not basis.volunteer_known or basis.volunteer_township != sender_township:
+        raise RefusedAttendance(
+            f"volunteer {volunteer_id} is not one of your township's registered volunteers: hours "
+            "are credited only to a township's own volunteers",
+            "data.volunteer_id",
         )
     if kind == "supplement" and basis.evidence_activity_id != activity_id:
         raise RefusedAttendance(
