@@ -12,6 +12,8 @@ when the schedule comes; the final state does not depend on the order of arrival
 
 Rules. Refused (the township gets ``wmsj.event.rejected.v1``; nothing is stored) when the
 event alone shows it is wrong:
+- a statement about an activity id another township stated first (``check_owner``; the
+  reason names nothing of that township; the office may state anything);
 - a statement dated in the future (past ``now`` + ``CLOCK_SKEW``): a wrong clock would
   otherwise win every later "latest statement" comparison;
 - a statement about an activity from another unit than the one it belongs to;

@@ -9,6 +9,10 @@ statement the replay cannot apply — a dispatch by a unit that does not hold th
 answer from a team it was not dispatched to, a rating by someone else than the requester —
 changes nothing and is listed with the reason on the order.
 
+Ownership: an order id is the township's that first stated it (``check_owner``): a
+back-dated 点单 from another township, which the replay would put first, is refused rather
+than allowed to take the order over.
+
 Escalation: an order must be accepted within ``accept_within`` of reaching its current
 level (placed there, or escalated there). If it is not, it escalates to the level above —
 the parent of the unit holding it, as the registry's accepted ``unit.registered`` facts say
