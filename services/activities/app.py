@@ -25,8 +25,9 @@ through this service's API and the events above.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import FastAPI
 from faststream.rabbit.annotations import RabbitMessage
@@ -47,6 +48,7 @@ from services.activities.domain.attendance import (
     check_credit,
 )
 from services.activities.domain.lifecycle import (
+    Activity,
     RefusedActivity,
     apply_cancelled,
     apply_completed,
@@ -271,18 +273,18 @@ async def check_ownership(event: Submission, who: Publisher) -> None:
         if isinstance(event, ORDERS):
             order_id = event.data.order_id
             order = await retry_transient(lambda: orders.get(order_id), what=f"looking up order {order_id}")
-            ordering.check_owner(order, order_id, who.township_id)
+            ordering.check_owner(await owned_order(order), order_id, who.township_id)
         elif isinstance(event, LIFECYCLE) or isinstance(event, ATTENDANCE):  # noqa: SIM101
             activity_id = event.data.activity_id
             activity = await retry_transient(
                 lambda: activities.get(activity_id), what=f"looking up activity {activity_id}"
             )
-            lifecycle.check_owner(activity, activity_id, who.township_id)
+            lifecycle.check_owner(await owned(activity), activity_id, who.township_id)
             if isinstance(event, ATTENDANCE):
                 roster = await retry_transient(
                     lambda: rosters.get(activity_id), what=f"looking up roster {activity_id}"
                 )
-                attending.check_owner(roster, activity_id, who.township_id)
+                attending.check_owner(await owned(roster), activity_id, who.township_id)
     except (RefusedActivity, RefusedAttendance, RefusedOrder) as refusal:
         raise refused(refusal) from refusal
 
@@ -336,7 +338,26 @@ def refused(problem: Refusal) -> InvalidEvent:
     return InvalidEvent(str(problem), [FieldError(location=problem.field, message=str(problem))])
 
 
-async def unit_township(unit_id: str, session: AsyncClientSession) -> str | None:
+Owned = TypeVar("Owned", Activity, Roster)
+
+
+async def owned(item: Owned | None, session: AsyncClientSession | None = None) -> Owned | None:
+    """An activity (or roster) with no township recorded — kept before owners were recorded,
+    or first stated by the office about a unit not known then — is its unit's township's."""
+    if item is None or item.owner is not None:
+        return item
+    return replace(item, owner=await unit_township(item.unit_id, session))
+
+
+async def owned_order(order: Order | None, session: AsyncClientSession | None = None) -> Order | None:
+    """Likewise an order: the township of the unit it was placed with."""
+    if order is None or order.owner is not None:
+        return order
+    placed = next((s.data["unit_id"] for s in order.statements if s.kind == "placed"), None)
+    return replace(order, owner=await unit_township(placed, session)) if placed else order
+
+
+async def unit_township(unit_id: str, session: AsyncClientSession | None = None) -> str | None:
     """The township of a unit as the registry stated it (None: city level, or not known)."""
     unit = await units.get(unit_id, session)
     return owning_township(unit["_id"], unit["kind"], unit.get("township_id")) if unit else None
@@ -354,7 +375,7 @@ def _lifecycle(
 ) -> Any:
     async def effect(session: AsyncClientSession) -> list[CloudEvent[Any]]:
         now = datetime.now(UTC)
-        current = await activities.get(event.data.activity_id, session)
+        current = await owned(await activities.get(event.data.activity_id, session), session)
         try:
             lifecycle.check_owner(current, event.data.activity_id, who.township_id)
             if isinstance(event, ActivityScheduledEvent):
@@ -392,7 +413,7 @@ def _order(
 
     async def effect(session: AsyncClientSession) -> list[CloudEvent[Any]]:
         order_id = event.data.order_id
-        current = await orders.get(order_id, session)
+        current = await owned_order(await orders.get(order_id, session), session)
         try:
             ordering.check_owner(current, order_id, who.township_id)
         except RefusedOrder as refusal:
@@ -469,8 +490,8 @@ def _attendance(
         if event.time > datetime.now(UTC) + timedelta(minutes=5):
             reason = f"the event is dated {event.time.isoformat()}, in the future"
             raise InvalidEvent(reason, [FieldError(location="time", message=reason)])
-        activity = await activities.get(data.activity_id, session)
-        current = await rosters.get(data.activity_id, session)
+        activity = await owned(await activities.get(data.activity_id, session), session)
+        current = await owned(await rosters.get(data.activity_id, session), session)
         try:
             # Whose the activity is first (a refusal that names nothing of its owner), then
             # whether it is this unit's (both the sender's own: naming them tells nothing).
@@ -591,14 +612,15 @@ async def on_fact(event: FactEvent) -> None:
     is (hours go only to a township's own), and handle the credits held for it. Or the
     evidence service stored evidence: learn which activity it is of (补录 names it)."""
     if isinstance(event, VolunteerEnrolledEvent):
-        enrolled = event.data
+        enrolled = event.data.enrolled
 
         async def learn(session: AsyncClientSession) -> list[CloudEvent[Any]]:
-            await volunteers.put(enrolled.model_dump(mode="json"), event.time, session)
+            await volunteers.put_many([e.model_dump(mode="json") for e in enrolled], event.time, session)
             return []
 
         await service.process(event, learn)
-        await holds.release(Awaited("volunteer", enrolled.volunteer_id))
+        for enrolment in enrolled:  # also for a duplicate, like a unit's
+            await holds.release(Awaited("volunteer", enrolment.volunteer_id))
         return
     if isinstance(event, EvidenceStoredEvent):
         stored = event.data

@@ -11,6 +11,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+from pymongo import ReplaceOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -240,14 +241,24 @@ class VolunteerStore:
     async def get(self, volunteer_id: str, session: AsyncClientSession | None = None) -> Document | None:
         return await self.volunteers.find_one({"_id": volunteer_id}, session=session)
 
-    async def put(self, enrolled: Document, stated_at: datetime, session: AsyncClientSession) -> bool:
-        """Keep the latest statement of the volunteer; False if a later one is kept."""
-        current = await self.get(enrolled["volunteer_id"], session)
-        if current is not None and current["stated_at"] >= stated_at:
-            return False
-        doc = {**enrolled, "_id": enrolled["volunteer_id"], "stated_at": stated_at}
-        await self.volunteers.replace_one({"_id": doc["_id"]}, doc, upsert=True, session=session)
-        return True
+    async def put_many(
+        self, enrolled: list[Document], stated_at: datetime, session: AsyncClientSession
+    ) -> None:
+        """Keep each volunteer's latest statement (a batch: one read, one bulk write)."""
+        ids = [e["volunteer_id"] for e in enrolled]
+        found = self.volunteers.find({"_id": {"$in": ids}}, {"stated_at": 1}, session=session)
+        current = {d["_id"]: d["stated_at"] async for d in found}
+        writes = [
+            ReplaceOne(
+                {"_id": e["volunteer_id"]},
+                {**e, "_id": e["volunteer_id"], "stated_at": stated_at},
+                upsert=True,
+            )
+            for e in enrolled
+            if e["volunteer_id"] not in current or current[e["volunteer_id"]] < stated_at
+        ]
+        if writes:
+            await self.volunteers.bulk_write(writes, ordered=False, session=session)
 
 
 class WarningStore:

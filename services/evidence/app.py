@@ -202,13 +202,11 @@ async def on_evidence_submitted(
     async def effect(session: AsyncClientSession) -> list[CloudEvent]:
         stored = await evidence.get(data.evidence_id, session)
         try:  # again, in the transaction: another township may have stored it meanwhile
-            check_owner(
-                stored.get("owner") if stored else None, stored is not None, data.evidence_id, who.township_id
-            )
+            check_owner(await _owner_of(stored), stored is not None, data.evidence_id, who.township_id)
         except RefusedEvidence as refusal:
             raise refused(refusal) from refusal
         owner = owner_after(
-            stored.get("owner") if stored else None,
+            await _owner_of(stored),
             who.township_id,
             await _township_of(data.unit_id) if who.is_office else None,
         )
@@ -415,7 +413,17 @@ async def _check_owner(evidence_id: str, who: Publisher) -> None:
     stored = await retry_transient(
         lambda: evidence.get(evidence_id), what=f"looking up evidence {evidence_id}"
     )
-    check_owner(stored.get("owner") if stored else None, stored is not None, evidence_id, who.township_id)
+    check_owner(await _owner_of(stored), stored is not None, evidence_id, who.township_id)
+
+
+async def _owner_of(stored: Document | None) -> str | None:
+    """The township a stored piece of evidence is recorded as owned by; one kept before owners
+    were recorded is its unit's township's."""
+    if stored is None:
+        return None
+    if "owner" in stored:
+        return stored["owner"]  # type: ignore[no-any-return]
+    return await _township_of(stored["unit_id"])
 
 
 async def read_photo(taken: TakenUpload, content_type: str) -> tuple[Photo | None, bytes | None]:

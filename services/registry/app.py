@@ -53,6 +53,7 @@ from shared.events import (
     derived_id,
 )
 from shared.events.units import (
+    Enrolment,
     UnitRegisteredV2,
     UnitRegisteredV2Event,
     VolunteerEnrolled,
@@ -351,25 +352,42 @@ async def settle_volunteer(
     if volunteer is None:
         return []
     await units.put_volunteer(volunteer, session)
-    return [enrolled(volunteer)]  # whose volunteer it is; personal data is never re-published
+    return [*enrolled([volunteer])]  # whose volunteer it is; personal data is never re-published
 
 
-def enrolled(volunteer: Volunteer) -> VolunteerEnrolledEvent:
-    """The accepted volunteer without personal data: the activities service credits hours
-    only to a township's own volunteers. Its id derives from the statement kept, so
-    re-handling a statement re-publishes the same event."""
-    return VolunteerEnrolledEvent(
-        id=derived_id(f"volunteer:{volunteer.volunteer_id}", f"enrolled:{volunteer.stated}"),
-        source=service.bus.source,
-        time=volunteer.stated_at,
-        subject=volunteer.volunteer_id,
-        data=VolunteerEnrolled(
-            volunteer_id=volunteer.volunteer_id,
-            unit_id=volunteer.unit_id,
-            township_id=volunteer.owner,
-            active=volunteer.active,
-        ),
-    )
+ENROLMENTS_PER_EVENT = 500
+
+
+def enrolled(volunteers: list[Volunteer]) -> list[VolunteerEnrolledEvent]:
+    """Accepted volunteers without personal data, in batches (a spreadsheet's thousands make a
+    few events, not thousands): the activities service credits hours only to a township's
+    own volunteers. Ids derive from the statements kept, so re-handling a statement
+    re-publishes the same event."""
+    out = []
+    for start in range(0, len(volunteers), ENROLMENTS_PER_EVENT):
+        batch = volunteers[start : start + ENROLMENTS_PER_EVENT]
+        out.append(
+            VolunteerEnrolledEvent(
+                id=derived_id(
+                    "volunteers", "enrolled:" + ",".join(f"{v.volunteer_id}:{v.stated}" for v in batch)
+                ),
+                source=service.bus.source,
+                time=max(v.stated_at for v in batch),
+                subject=batch[0].volunteer_id if len(batch) == 1 else None,
+                data=VolunteerEnrolled(
+                    enrolled=[
+                        Enrolment(
+                            volunteer_id=v.volunteer_id,
+                            unit_id=v.unit_id,
+                            township_id=v.owner,
+                            active=v.active,
+                        )
+                        for v in batch
+                    ]
+                ),
+            )
+        )
+    return out
 
 
 # ----------------------------------------------------------------------------- held statements
@@ -553,7 +571,7 @@ async def import_volunteers(
     # volunteer the registry then lacks until the file is imported again, never the reverse
     # (a volunteer stored whose hours could never be credited).
     async with service.mongo.start_session() as session:
-        await stage(service.db, [enrolled(v) for v in changed], session)
+        await stage(service.db, enrolled(changed), session)
     await units.put_volunteers(changed)
     service.outbox.wake()
     report.imported = len(changed)

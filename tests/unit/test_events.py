@@ -67,6 +67,7 @@ from shared.events.supervision import (
 )
 from shared.events.units import (
     CivilizedCategory,
+    Enrolment,
     UnitContact,
     UnitRegisteredV2,
     UnitRegisteredV2Event,
@@ -121,7 +122,9 @@ EXAMPLES: dict[str, CloudEvent[Any]] = {
         ),
         _envelope(
             VolunteerEnrolledEvent,
-            VolunteerEnrolled(volunteer_id="v1", unit_id="431381101201", township_id="431381101"),
+            VolunteerEnrolled(
+                enrolled=[Enrolment(volunteer_id="v1", unit_id="431381101201", township_id="431381101")]
+            ),
         ),
         _envelope(
             HoursCreditedEvent,
