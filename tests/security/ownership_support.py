@@ -251,11 +251,25 @@ def submitted(
 
 
 async def build_world(apps: dict[str, ModuleType], infra: Infra, s3: Any) -> World:
+    """The world, or nothing left behind: township users are broker-wide, so a world that
+    cannot be built deletes the ones it made."""
+    made: list[str] = []
+    try:
+        return await _build_world(apps, infra, s3, made)
+    except BaseException:
+        for township_id in made:
+            infra.rabbitmqctl(["delete_user", township_user(township_id)])
+        raise
+
+
+async def _build_world(apps: dict[str, ModuleType], infra: Infra, s3: Any, made: list[str]) -> World:
     tag = secrets.token_hex(3)
     a, b = town_code(), town_code()
     office = TownshipClient(infra.amqp_url)
     await office.__aenter__()
+    made.append(a)
     town_a, _ = await make_township(infra, a)
+    made.append(b)
     town_b, _ = await make_township(infra, b)
     keys = {DEV_OFFICE_KEY: "office", "k-a-" + tag: f"township:{a}", "k-b-" + tag: f"township:{b}"}
     saved_keys = os.environ.get("WMSJ_API_KEYS")
