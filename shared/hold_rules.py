@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-Kind = Literal["unit", "activity", "order"]
+Kind = Literal["unit", "activity", "order", "volunteer"]
 
 
 @dataclass(frozen=True)
 class Awaited:
-    """What a held event waits for: a unit to be registered, an activity to be scheduled, or
-    an order to be placed."""
+    """What a held event waits for: a unit to be registered, an activity to be scheduled, an
+    order to be placed, or a volunteer to be registered (hours are credited only to one)."""
 
     kind: Kind
     id: str
@@ -27,7 +27,7 @@ class Awaited:
     @classmethod
     def from_key(cls, key: str) -> Awaited:
         kind, _, id_ = key.partition(":")
-        if kind not in ("unit", "activity", "order") or not id_:
+        if kind not in ("unit", "activity", "order", "volunteer") or not id_:
             raise ValueError(f"not an awaited key: {key!r}")
         return cls(kind, id_)  # type: ignore[arg-type]  # checked just above
 
@@ -55,6 +55,11 @@ def outstayed_reason(awaited: Awaited, hold: timedelta) -> str:
         return (
             f"activity {awaited.id} was not scheduled within {within}; schedule it first "
             "(wmsj.activity.scheduled.v1), then submit the evidence again"
+        )
+    if awaited.kind == "volunteer":
+        return (
+            f"volunteer {awaited.id} was not registered within {within}; hours are credited only to "
+            "a registered volunteer: register them first, then send the event again"
         )
     if awaited.kind == "order":
         return (

@@ -143,8 +143,14 @@ BINDINGS: list[tuple[RabbitQueue, RabbitExchange, tuple[str, ...]]] = [
     ),
     (DEAD_LETTERS, DEAD_LETTER, ("",)),
     # Activities learns the unit tree (escalation goes to a unit's parent; the monthly
-    # warning covers every known unit) from the registry's accepted facts.
-    (ACTIVITIES_EVENTS, EVENTS, ("wmsj.unit.registered.*",)),
+    # warning covers every known unit) from the registry's accepted facts, and which activity
+    # stored evidence is of (补录 must name a stored piece of its activity's evidence),
+    # and whose volunteer a volunteer is (hours are credited only to a township's own).
+    (
+        ACTIVITIES_EVENTS,
+        EVENTS,
+        ("wmsj.unit.registered.*", "wmsj.evidence.stored.v1", "wmsj.volunteer.enrolled.*"),
+    ),
     # The office's early warnings: units falling behind, orders nobody accepted in time.
     (OFFICE_WARNINGS, EVENTS, ("wmsj.monthly-warning.issued.*", "wmsj.order.escalated.*")),
 ]

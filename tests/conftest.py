@@ -11,16 +11,24 @@ Unit tests (tests/unit) use none of this.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
 import secrets
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.support import Tap
+    from wmsj.client import TownshipClient
 
 
 @dataclass(frozen=True)
@@ -228,3 +236,52 @@ def service_env(infra: Infra) -> Iterator[dict[str, str]]:
     yield infra.env()
     os.environ.clear()
     os.environ.update(saved)
+
+
+# ----------------------------------------------------------------------------- in-process services
+# The four services running inside the test process, against the real servers: for
+# tests/integration and tests/security alike (one session, one set of services).
+
+APPS = ("registry", "activities", "evidence", "supervision")
+
+
+@pytest.fixture(scope="session")
+async def apps(service_env: dict[str, str]) -> AsyncIterator[dict[str, ModuleType]]:
+    # A service reads its settings when its module is imported. A unit test (test_topology)
+    # imports the apps at collection, before this run's environment is set: reload them so
+    # they connect to the test run's virtual host and databases.
+    modules = {
+        name: importlib.reload(sys.modules[module])
+        if (module := f"services.{name}.app") in sys.modules
+        else importlib.import_module(module)
+        for name in APPS
+    }
+    async with contextlib.AsyncExitStack() as stack:
+        for module in modules.values():
+            await stack.enter_async_context(module.service.running())
+        yield modules
+
+
+@pytest.fixture
+async def tap(infra: Infra, apps: dict[str, ModuleType]) -> AsyncIterator[Tap]:
+    from tests.support import Tap
+
+    async with Tap(infra.amqp_url) as watching:
+        yield watching
+
+
+@pytest.fixture
+async def township(infra: Infra, apps: dict[str, ModuleType]) -> AsyncIterator[TownshipClient]:
+    from wmsj.client import TownshipClient
+
+    async with TownshipClient(infra.amqp_url) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def s3(service_env: dict[str, str]):  # type: ignore[no-untyped-def]
+    from shared.settings import S3Settings
+    from wmsj.client import object_store
+
+    settings = S3Settings()
+    return settings, object_store(settings)

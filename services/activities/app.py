@@ -25,8 +25,9 @@ through this service's API and the events above.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import FastAPI
 from faststream.rabbit.annotations import RabbitMessage
@@ -34,14 +35,20 @@ from pydantic import Field
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from services.activities import api
+from services.activities.domain import attendance as attending
+from services.activities.domain import lifecycle
+from services.activities.domain import orders as ordering
 from services.activities.domain.attendance import (
+    CreditBasis,
     RefusedAttendance,
     Roster,
     Supplement,
     apply_attendance,
     apply_supplement,
+    check_credit,
 )
 from services.activities.domain.lifecycle import (
+    Activity,
     RefusedActivity,
     apply_cancelled,
     apply_completed,
@@ -49,16 +56,25 @@ from services.activities.domain.lifecycle import (
     apply_scheduled,
 )
 from services.activities.domain.months import units_without_activity
-from services.activities.domain.orders import Order, add_statement, counted_rating, due_escalation, view
+from services.activities.domain.orders import (
+    Order,
+    RefusedOrder,
+    add_statement,
+    counted_rating,
+    due_escalation,
+    view,
+)
 from services.activities.domain.projects import RefusedList, apply_list
 from services.activities.domain.scope import units_named
 from services.activities.settings import ActivitiesSettings
 from services.activities.store import (
     ActivityStore,
+    EvidenceFactStore,
     OrderStore,
     ProjectListStore,
     RosterStore,
     UnitStore,
+    VolunteerStore,
     WarningStore,
 )
 from shared.events import (
@@ -67,6 +83,8 @@ from shared.events import (
     ActivityScheduledEvent,
     CloudEvent,
     EventRejectedEvent,
+    EvidenceStoredEvent,
+    FieldError,
     HoursCredited,
     HoursCreditedEvent,
     ProjectListPublishedEvent,
@@ -94,6 +112,7 @@ from shared.events.activities import (
     VolunteerSignedUpEvent,
     VolunteerWithdrewEvent,
 )
+from shared.events.units import VolunteerEnrolledEvent
 from shared.holds import Awaited, Held, Holds
 from shared.identity import Publisher, owning_township, publisher_of
 from shared.messaging import InvalidEvent, retry_transient
@@ -111,6 +130,8 @@ units = UnitStore(service.db)
 rosters = RosterStore(service.db)
 orders = OrderStore(service.db)
 warnings = WarningStore(service.db)
+evidence_facts = EvidenceFactStore(service.db)
+volunteers = VolunteerStore(service.db)
 service.on_start += [activities.ensure_indexes, project_lists.ensure_indexes, orders.ensure_indexes]
 service.documents_publishing(
     ProjectListPublishedEvent,
@@ -182,11 +203,11 @@ async def handle(event: Submission, who: Publisher, reply_to: str | None, held: 
     if isinstance(event, ProjectListPublishedEvent):
         effect = _project_list(event)
     elif isinstance(event, LIFECYCLE):
-        effect = _lifecycle(event)
+        effect = _lifecycle(event, who)
     elif isinstance(event, ORDERS):
-        effect = _order(event)
+        effect = _order(event, who)
     else:
-        effect = _attendance(event)
+        effect = _attendance(event, who)
     if held is None:
         await service.process(event, effect)
     elif not await holds.settle(held, effect):
@@ -214,6 +235,9 @@ async def check_scope(event: Submission, who: Publisher) -> Awaited | None:
         return None
     if reason := who.may_not_publish_type(event.type, event.PUBLISHED_BY):
         raise InvalidEvent(reason)
+    # Another township's id first: that refusal names nothing of it, where the unit scope
+    # below would name the unit's township. (Checked again in the transaction.)
+    await check_ownership(event, who)
     placed: list[dict[str, Any]] = []
     if isinstance(event, OrderRatedEvent):
         order_id = event.data.order_id
@@ -229,7 +253,40 @@ async def check_scope(event: Submission, who: Publisher) -> Awaited | None:
             unit_id, owning_township(unit["_id"], unit["kind"], unit.get("township_id"))
         ):
             raise InvalidEvent(reason)
-    return Awaited("unit", unknown[0]) if unknown else None
+    if unknown:
+        return Awaited("unit", unknown[0])
+    if isinstance(event, VolunteerCheckedOutEvent | HoursSupplementedEvent):
+        # Hours are credited only to the township's own volunteer: the registry's word on
+        # whose a volunteer is travels a longer way, so the credit waits for it.
+        volunteer_id = event.data.volunteer_id
+        found = await retry_transient(
+            lambda: volunteers.get(volunteer_id), what=f"looking up volunteer {volunteer_id}"
+        )
+        if found is None:
+            return Awaited("volunteer", volunteer_id)
+    return None
+
+
+async def check_ownership(event: Submission, who: Publisher) -> None:
+    """Refuse a township's statement about an activity or order id another township owns."""
+    try:
+        if isinstance(event, ORDERS):
+            order_id = event.data.order_id
+            order = await retry_transient(lambda: orders.get(order_id), what=f"looking up order {order_id}")
+            ordering.check_owner(await owned_order(order), order_id, who.township_id)
+        elif isinstance(event, LIFECYCLE) or isinstance(event, ATTENDANCE):  # noqa: SIM101
+            activity_id = event.data.activity_id
+            activity = await retry_transient(
+                lambda: activities.get(activity_id), what=f"looking up activity {activity_id}"
+            )
+            lifecycle.check_owner(await owned(activity), activity_id, who.township_id)
+            if isinstance(event, ATTENDANCE):
+                roster = await retry_transient(
+                    lambda: rosters.get(activity_id), what=f"looking up roster {activity_id}"
+                )
+                attending.check_owner(await owned(roster), activity_id, who.township_id)
+    except (RefusedActivity, RefusedAttendance, RefusedOrder) as refusal:
+        raise refused(refusal) from refusal
 
 
 async def _unit(unit_id: str) -> dict[str, Any] | None:
@@ -245,6 +302,8 @@ async def known(awaited: Awaited) -> bool:
     """Whether what a held event waits for is known here now."""
     if awaited.kind == "order":
         return bool(await _placements(awaited.id))
+    if awaited.kind == "volunteer":
+        return await volunteers.get(awaited.id) is not None
     return await units.get(awaited.id) is not None
 
 
@@ -271,13 +330,54 @@ def _project_list(event: ProjectListPublishedEvent) -> Any:
     return effect
 
 
+Refusal = RefusedActivity | RefusedAttendance | RefusedOrder
+
+
+def refused(problem: Refusal) -> InvalidEvent:
+    """A domain refusal as the sender hears it: the reason, and the field it concerns."""
+    return InvalidEvent(str(problem), [FieldError(location=problem.field, message=str(problem))])
+
+
+Owned = TypeVar("Owned", Activity, Roster)
+
+
+async def owned(item: Owned | None, session: AsyncClientSession | None = None) -> Owned | None:
+    """An activity (or roster) with no township recorded — kept before owners were recorded,
+    or first stated by the office about a unit not known then — is its unit's township's."""
+    if item is None or item.owner is not None:
+        return item
+    return replace(item, owner=await unit_township(item.unit_id, session))
+
+
+async def owned_order(order: Order | None, session: AsyncClientSession | None = None) -> Order | None:
+    """Likewise an order: the township of the unit it was placed with."""
+    if order is None or order.owner is not None:
+        return order
+    placed = next((s.data["unit_id"] for s in order.statements if s.kind == "placed"), None)
+    return replace(order, owner=await unit_township(placed, session)) if placed else order
+
+
+async def unit_township(unit_id: str, session: AsyncClientSession | None = None) -> str | None:
+    """The township of a unit as the registry stated it (None: city level, or not known)."""
+    unit = await units.get(unit_id, session)
+    return owning_township(unit["_id"], unit["kind"], unit.get("township_id")) if unit else None
+
+
+async def _claimant_unit(who: Publisher, unit_id: str | None, session: AsyncClientSession) -> str | None:
+    """For the office, the township an id it introduces is recorded as owned by (its unit's);
+    a township's own statements are recorded as its own without a look-up."""
+    return await unit_township(unit_id, session) if who.is_office and unit_id else None
+
+
 def _lifecycle(
     event: ActivityScheduledEvent | ActivityCompletedEvent | ActivityPublishedEvent | ActivityCancelledEvent,
+    who: Publisher,
 ) -> Any:
     async def effect(session: AsyncClientSession) -> list[CloudEvent[Any]]:
         now = datetime.now(UTC)
-        current = await activities.get(event.data.activity_id, session)
+        current = await owned(await activities.get(event.data.activity_id, session), session)
         try:
+            lifecycle.check_owner(current, event.data.activity_id, who.township_id)
             if isinstance(event, ActivityScheduledEvent):
                 updated = apply_scheduled(current, event.data, event.time, now)
             elif isinstance(event, ActivityCompletedEvent):
@@ -287,9 +387,12 @@ def _lifecycle(
             else:
                 updated = apply_cancelled(current, event.data, event.time, now)
         except RefusedActivity as refusal:
-            raise InvalidEvent(str(refusal)) from refusal
+            raise refused(refusal) from refusal
         if updated is None:
             return []
+        updated = lifecycle.claimed(
+            updated, who.township_id, await _claimant_unit(who, event.data.unit_id, session)
+        )
         await activities.put(updated, session)
         if isinstance(event, ActivityScheduledEvent | ActivityCompletedEvent):
             return [service.accepted(event, subject=updated.activity_id)]
@@ -298,7 +401,9 @@ def _lifecycle(
     return effect
 
 
-def _order(event: OrderPlacedEvent | OrderDispatchedEvent | OrderAnsweredEvent | OrderRatedEvent) -> Any:
+def _order(
+    event: OrderPlacedEvent | OrderDispatchedEvent | OrderAnsweredEvent | OrderRatedEvent, who: Publisher
+) -> Any:
     kinds = {
         OrderPlacedEvent: "placed",
         OrderDispatchedEvent: "dispatched",
@@ -308,7 +413,11 @@ def _order(event: OrderPlacedEvent | OrderDispatchedEvent | OrderAnsweredEvent |
 
     async def effect(session: AsyncClientSession) -> list[CloudEvent[Any]]:
         order_id = event.data.order_id
-        current = await orders.get(order_id, session)
+        current = await owned_order(await orders.get(order_id, session), session)
+        try:
+            ordering.check_owner(current, order_id, who.township_id)
+        except RefusedOrder as refusal:
+            raise refused(refusal) from refusal
         updated = add_statement(
             current,
             order_id,
@@ -318,6 +427,10 @@ def _order(event: OrderPlacedEvent | OrderDispatchedEvent | OrderAnsweredEvent |
         )
         if updated is None:
             return []
+        named = units_named(event.data, []) if not isinstance(event, OrderRatedEvent) else []
+        updated = ordering.claimed(
+            updated, who.township_id, await _claimant_unit(who, next(iter(named), None), session)
+        )
         await orders.put(updated, view(updated, ACCEPT_WITHIN), session)
         return rating_changes(event, current, updated)
 
@@ -363,6 +476,7 @@ def _attendance(
     | VolunteerCheckedInEvent
     | VolunteerCheckedOutEvent
     | HoursSupplementedEvent,
+    who: Publisher,
 ) -> Any:
     actions = {
         VolunteerSignedUpEvent: "signed-up",
@@ -374,14 +488,37 @@ def _attendance(
     async def effect(session: AsyncClientSession) -> list[CloudEvent[Any]]:
         data = event.data
         if event.time > datetime.now(UTC) + timedelta(minutes=5):
-            raise InvalidEvent(f"the event is dated {event.time.isoformat()}, in the future")
-        activity = await activities.get(data.activity_id, session)
-        if activity is not None and activity.unit_id != data.unit_id:
-            raise InvalidEvent(
-                f"activity {data.activity_id} belongs to unit {activity.unit_id}, not {data.unit_id}"
-            )
-        current = await rosters.get(data.activity_id, session)
+            reason = f"the event is dated {event.time.isoformat()}, in the future"
+            raise InvalidEvent(reason, [FieldError(location="time", message=reason)])
+        activity = await owned(await activities.get(data.activity_id, session), session)
+        current = await owned(await rosters.get(data.activity_id, session), session)
         try:
+            # Whose the activity is first (a refusal that names nothing of its owner), then
+            # whether it is this unit's (both the sender's own: naming them tells nothing).
+            lifecycle.check_owner(activity, data.activity_id, who.township_id)
+            attending.check_owner(current, data.activity_id, who.township_id)
+            if activity is not None and activity.unit_id != data.unit_id:
+                raise RefusedAttendance(
+                    f"activity {data.activity_id} belongs to unit {activity.unit_id}, not {data.unit_id}",
+                    "data.unit_id",
+                )
+            if isinstance(event, HoursSupplementedEvent | VolunteerCheckedOutEvent):
+                volunteer = await volunteers.get(data.volunteer_id, session)
+                check_credit(
+                    "supplement" if isinstance(event, HoursSupplementedEvent) else "check-out",
+                    data.activity_id,
+                    data.volunteer_id,
+                    event.data.evidence_id if isinstance(event, HoursSupplementedEvent) else None,
+                    CreditBasis(
+                        activity.unit_id if activity is not None and activity.schedule else None,
+                        await evidence_facts.activity_of(event.data.evidence_id, session)
+                        if isinstance(event, HoursSupplementedEvent)
+                        else None,
+                        volunteer_known=volunteer is not None,
+                        volunteer_township=volunteer.get("township_id") if volunteer else None,
+                    ),
+                    who.township_id,
+                )
             if isinstance(event, HoursSupplementedEvent):
                 supplement = Supplement(
                     key=event.key,
@@ -405,10 +542,13 @@ def _attendance(
                     event.time,
                 )
                 credit = _attendance_credit(current, updated, data.volunteer_id)
-        except RefusedAttendance as refusal:
-            raise InvalidEvent(str(refusal)) from refusal
+        except (RefusedActivity, RefusedAttendance) as refusal:
+            raise refused(refusal) from refusal
         if updated is None:
             return []
+        updated = attending.claimed(
+            updated, who.township_id, await _claimant_unit(who, data.unit_id, session)
+        )
         await rosters.put(updated, session)
         if credit is None:
             return []
@@ -454,18 +594,52 @@ def _attendance_credit(
 # ----------------------------------------------------------------------------- the unit tree
 
 
-@service.consumes(ACTIVITIES_EVENTS, UnitRegisteredEvent, title="activities.events:unit-registered")
-async def on_unit(event: UnitRegisteredEvent) -> None:
+FactEvent = Annotated[
+    UnitRegisteredEvent | EvidenceStoredEvent | VolunteerEnrolledEvent, Field(discriminator="type")
+]
+
+
+@service.consumes(
+    ACTIVITIES_EVENTS,
+    UnitRegisteredEvent,
+    EvidenceStoredEvent,
+    VolunteerEnrolledEvent,
+    title="activities.events:unit-registered-evidence-stored-volunteer-enrolled",
+)
+async def on_fact(event: FactEvent) -> None:
     """The registry accepted a unit: learn its parent (escalation) and that it exists (warning),
-    and handle the events held for it."""
+    and handle the events held for it. Or the registry accepted a volunteer: learn whose it
+    is (hours go only to a township's own), and handle the credits held for it. Or the
+    evidence service stored evidence: learn which activity it is of (补录 names it)."""
+    if isinstance(event, VolunteerEnrolledEvent):
+        enrolled = event.data.enrolled
+
+        async def learn(session: AsyncClientSession) -> list[CloudEvent[Any]]:
+            await volunteers.put_many([e.model_dump(mode="json") for e in enrolled], event.time, session)
+            return []
+
+        await service.process(event, learn)
+        for enrolment in enrolled:  # also for a duplicate, like a unit's
+            await holds.release(Awaited("volunteer", enrolment.volunteer_id))
+        return
+    if isinstance(event, EvidenceStoredEvent):
+        stored = event.data
+
+        async def keep(session: AsyncClientSession) -> list[CloudEvent[Any]]:
+            await evidence_facts.put(stored.evidence_id, stored.activity_id, stored.unit_id, session)
+            return []
+
+        await service.process(event, keep)
+        return
+    unit = event.data
 
     async def effect(session: AsyncClientSession) -> list[CloudEvent[Any]]:
-        await units.put(event.data.model_dump(mode="json"), statement(event.time, event.data), session)
+        await units.put(unit.model_dump(mode="json"), statement(event.time, unit), session)
         return []
 
     await service.process(event, effect)
     # Also for a duplicate: the first delivery may have died before it released them.
-    await holds.release(Awaited("unit", event.data.unit_id))
+    await holds.release(Awaited("unit", unit.unit_id))
 
 
 # ----------------------------------------------------------------------------- timers

@@ -11,6 +11,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+from pymongo import ReplaceOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -76,6 +77,7 @@ def _to_activity(doc: Document) -> Activity:
         publication=_part(Publication, doc.get("publication")),
         cancellation=_part(Cancellation, doc.get("cancellation")),
         first_schedule=_part(Schedule, doc.get("first_schedule")),
+        owner=doc.get("owner"),
     )
 
 
@@ -159,6 +161,7 @@ class RosterStore:
             unit_id=doc["unit_id"],
             volunteers=tuple(Attendance(**a) for a in doc["volunteers"]),
             supplements=tuple(Supplement(**s) for s in doc["supplements"]),
+            owner=doc.get("owner"),
         )
 
     async def put(self, roster: Roster, session: AsyncClientSession) -> None:
@@ -179,13 +182,18 @@ class OrderStore:
         doc = await self.orders.find_one({"_id": order_id}, session=session)
         if doc is None:
             return None
-        return Order(order_id=doc["_id"], statements=tuple(OrderStatement(**s) for s in doc["statements"]))
+        return Order(
+            order_id=doc["_id"],
+            statements=tuple(OrderStatement(**s) for s in doc["statements"]),
+            owner=doc.get("owner"),
+        )
 
     async def put(self, order: Order, derived: OrderView, session: AsyncClientSession) -> None:
         # The derived fields are kept for queries: the timer scans ``accept_due_at``.
         doc = {
             "_id": order.order_id,
             "statements": [asdict(s) for s in order.statements],
+            "owner": order.owner,
             "status": derived.status,
             "handler_id": derived.handler_id,
             "activity_id": derived.activity_id,
@@ -199,6 +207,58 @@ class OrderStore:
 
     async def serving(self, activity_id: str) -> list[str]:
         return [d["_id"] async for d in self.orders.find({"activity_id": activity_id}, {"_id": 1})]
+
+
+class EvidenceFactStore:
+    """The evidence the evidence service stored (accepted ``evidence.stored`` facts): which
+    activity each piece is of, for 补录, which must name a stored piece of its activity."""
+
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.evidence = db.evidence
+
+    async def activity_of(self, evidence_id: str, session: AsyncClientSession | None = None) -> str | None:
+        doc = await self.evidence.find_one({"_id": evidence_id}, session=session)
+        return doc["activity_id"] if doc else None
+
+    async def put(
+        self, evidence_id: str, activity_id: str, unit_id: str, session: AsyncClientSession
+    ) -> None:
+        await self.evidence.replace_one(
+            {"_id": evidence_id},
+            {"_id": evidence_id, "activity_id": activity_id, "unit_id": unit_id},
+            upsert=True,
+            session=session,
+        )
+
+
+class VolunteerStore:
+    """Whose volunteer each volunteer is (the registry's accepted ``volunteer.enrolled``
+    facts, no personal data): hours are credited only to a township's own volunteers."""
+
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.volunteers = db.volunteers
+
+    async def get(self, volunteer_id: str, session: AsyncClientSession | None = None) -> Document | None:
+        return await self.volunteers.find_one({"_id": volunteer_id}, session=session)
+
+    async def put_many(
+        self, enrolled: list[Document], stated_at: datetime, session: AsyncClientSession
+    ) -> None:
+        """Keep each volunteer's latest statement (a batch: one read, one bulk write)."""
+        ids = [e["volunteer_id"] for e in enrolled]
+        found = self.volunteers.find({"_id": {"$in": ids}}, {"stated_at": 1}, session=session)
+        current = {d["_id"]: d["stated_at"] async for d in found}
+        writes = [
+            ReplaceOne(
+                {"_id": e["volunteer_id"]},
+                {**e, "_id": e["volunteer_id"], "stated_at": stated_at},
+                upsert=True,
+            )
+            for e in enrolled
+            if e["volunteer_id"] not in current or current[e["volunteer_id"]] < stated_at
+        ]
+        if writes:
+            await self.volunteers.bulk_write(writes, ordered=False, session=session)
 
 
 class WarningStore:

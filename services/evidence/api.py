@@ -25,7 +25,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from pydantic import BaseModel, Field
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from services.evidence.domain import HEAD_SAMPLE, MAX_SIZE, sniff
+from services.evidence.domain import HEAD_SAMPLE, MAX_SIZE, sniff, upload_prefix
 from services.evidence.objects import ObjectStore
 from services.evidence.settings import EvidenceSettings
 from services.evidence.store import EvidenceStore
@@ -48,7 +48,8 @@ class UploadRequest(BaseModel):
 
 
 def _prefix(caller: Caller) -> str:
-    return caller.township_id if caller.township_id else "office"
+    # The sender's own prefix: a township's submission may name only keys under it.
+    return upload_prefix(caller.township_id if not caller.is_office else None).rstrip("/")
 
 
 def allow_dashboard(app: FastAPI, settings: EvidenceSettings) -> None:

@@ -36,6 +36,8 @@ from services.evidence.domain import (
     check_activity,
     check_declared,
     check_object,
+    check_owner,
+    check_upload_key,
     fraud_signals,
     hash_bands,
     is_featureless,
@@ -43,7 +45,7 @@ from services.evidence.domain import (
     permanent_key,
     progress,
 )
-from services.evidence.objects import ObjectStore
+from services.evidence.objects import ObjectStore, TakenUpload
 from services.evidence.photos import READABLE, analyse
 from services.evidence.settings import EvidenceSettings
 from services.evidence.store import EvidenceStore
@@ -54,6 +56,7 @@ from shared.events import (
     EvidenceStored,
     EvidenceStoredEvent,
     EvidenceSubmittedEvent,
+    FieldError,
     ProjectListPublishedEvent,
     UnitRegisteredEvent,
     derived_id,
@@ -72,6 +75,7 @@ from shared.holds import Awaited, Held, Holds
 from shared.identity import Publisher, owning_township, publisher_of
 from shared.messaging import InvalidEvent, retry_transient
 from shared.mongo import Document
+from shared.ownership import owner_after
 from shared.service import Service
 from shared.topology import EVIDENCE_EVENTS, EVIDENCE_INGRESS
 
@@ -132,6 +136,13 @@ async def check_scope(
     if reason := who.may_not_publish_type(event.type, event.PUBLISHED_BY):
         raise InvalidEvent(reason)
     if isinstance(event, EvidenceSubmittedEvent):
+        # Another township's evidence id or upload first: those refusals name nothing of
+        # it, where the unit scope below would name the unit's township.
+        try:
+            check_upload_key(event.data.object_key, who.township_id)
+            await _check_owner(event.data.evidence_id, who)
+        except RefusedEvidence as refusal:
+            raise refused(refusal) from refusal
         unit_id = event.data.unit_id
         unit = await retry_transient(lambda: evidence.unit(unit_id), what=f"looking up unit {unit_id}")
         if unit is None:
@@ -149,6 +160,7 @@ async def on_evidence_submitted(
     unit not known yet, or for an activity not scheduled yet (the schedule travels a longer
     way: township → activities → wmsj.events), is held until it arrives (``holds``)."""
     data = event.data
+    taken: TakenUpload | None = None
     try:
         awaited = await check_scope(event, who)
         check_declared(data)  # what can be refused now is, held or not
@@ -162,20 +174,24 @@ async def on_evidence_submitted(
         if awaited is not None:
             await holds.hold(event, who, reply_to, awaited, held)
             return
-        check_activity(data, activity)
-        found = await retry_transient(
-            lambda: objects.inspect_upload(data.object_key), what=f"reading upload {data.object_key}"
+        assert activity is not None
+        check_activity(data, activity, await _township_of(activity.unit_id), who.township_id)
+        # Copied once: the checks, the analysis and the copy kept all read the same bytes.
+        taken = await retry_transient(
+            lambda: objects.take_upload(data.object_key), what=f"reading upload {data.object_key}"
         )
-        check_object(data, found)
-        photo, thumbnail = await read_photo(data.object_key, data.content_type)
+        check_object(data, taken.found if taken else None)
+        assert taken is not None
+        photo, thumbnail = await read_photo(taken, data.content_type)
+        key = permanent_key(data)
+        # Kept before it is recorded: a crash in between only repeats an idempotent copy.
+        kept_copy = taken
+        await retry_transient(lambda: objects.keep(kept_copy, key, data.content_type), what=f"keeping {key}")
     except RefusedEvidence as refusal:
-        raise InvalidEvent(str(refusal)) from refusal
-    assert activity is not None  # check_activity refused otherwise
-    key = permanent_key(data)
-    # Kept before it is recorded: a crash in between only repeats an idempotent copy.
-    await retry_transient(
-        lambda: objects.keep(data.object_key, key, data.content_type), what=f"keeping {key}"
-    )
+        raise refused(refusal) from refusal
+    finally:
+        if taken is not None:
+            taken.close()
     thumbnail_key = f"{key}.thumb.jpg" if thumbnail else None
     if thumbnail and thumbnail_key:
         await retry_transient(
@@ -184,6 +200,16 @@ async def on_evidence_submitted(
     stored_at = datetime.now(UTC)
 
     async def effect(session: AsyncClientSession) -> list[CloudEvent]:
+        stored = await evidence.get(data.evidence_id, session)
+        try:  # again, in the transaction: another township may have stored it meanwhile
+            check_owner(await _owner_of(stored), stored is not None, data.evidence_id, who.township_id)
+        except RefusedEvidence as refusal:
+            raise refused(refusal) from refusal
+        owner = owner_after(
+            await _owner_of(stored),
+            who.township_id,
+            await _township_of(data.unit_id) if who.is_office else None,
+        )
         bands = hash_bands(photo.dhash) if photo and not is_featureless(photo.dhash) else []
         await evidence.claim_fingerprints(data.sha256, bands, session)
         others = [occurrence(d) for d in await evidence.candidates(data.sha256, bands, session)]
@@ -200,6 +226,7 @@ async def on_evidence_submitted(
                 "content_type": data.content_type,
                 "caption": data.caption,
                 "submitted_by": event.source,
+                "owner": owner,  # the township that first stated the evidence id
                 "reported_at": event.time,
                 "stored_at": stored_at,
                 "thumbnail_key": thumbnail_key,
@@ -371,15 +398,41 @@ holds = Holds(service, settings, known, handle_held)
 # ----------------------------------------------------------------------------- helpers
 
 
-async def read_photo(key: str, content_type: str) -> tuple[Photo | None, bytes | None]:
+def refused(problem: RefusedEvidence) -> InvalidEvent:
+    """A domain refusal as the sender hears it: the reason, and the field it concerns."""
+    return InvalidEvent(str(problem), [FieldError(location=problem.field, message=str(problem))])
+
+
+async def _township_of(unit_id: str) -> str | None:
+    unit = await retry_transient(lambda: evidence.unit(unit_id), what=f"looking up unit {unit_id}")
+    return unit["owner"] if unit else None
+
+
+async def _check_owner(evidence_id: str, who: Publisher) -> None:
+    """Before the upload is read: is this evidence id another township's?"""
+    stored = await retry_transient(
+        lambda: evidence.get(evidence_id), what=f"looking up evidence {evidence_id}"
+    )
+    check_owner(await _owner_of(stored), stored is not None, evidence_id, who.township_id)
+
+
+async def _owner_of(stored: Document | None) -> str | None:
+    """The township a stored piece of evidence is recorded as owned by; one kept before owners
+    were recorded is its unit's township's."""
+    if stored is None:
+        return None
+    if "owner" in stored:
+        return stored["owner"]  # type: ignore[no-any-return]
+    return await _township_of(stored["unit_id"])
+
+
+async def read_photo(taken: TakenUpload, content_type: str) -> tuple[Photo | None, bytes | None]:
+    """The photo's analysis, from the copy that was checked (and will be kept)."""
     if content_type not in READABLE:
         return None, None
-    file: IO[bytes] = await retry_transient(lambda: objects.fetch_upload(key), what=f"reading upload {key}")
-    try:
-        with service.metrics.analysing():
-            return await asyncio.to_thread(analyse, file)
-    finally:
-        file.close()
+    file: IO[bytes] = taken.reader()  # the kept copy: closed by its owner, not here
+    with service.metrics.analysing():
+        return await asyncio.to_thread(analyse, file)
 
 
 def occurrence(doc: Document) -> Occurrence:

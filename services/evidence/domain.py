@@ -1,4 +1,9 @@
-"""Evidence rules, pure: what makes submitted picture-and-text material (图文资料) acceptable."""
+"""Evidence rules, pure: what makes submitted picture-and-text material (图文资料) acceptable.
+
+Ownership (``shared.ownership``): a township submits evidence only under the upload keys it
+was issued (its own key prefix, ``check_upload_key``), only for its own township's
+activities (``check_activity``), and a piece of evidence, once stored, is never replaced by
+another township (``check_owner``). Each refusal names nothing of the other township."""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from shared.events import EvidenceRequirement, EvidenceSubmitted
+from shared.ownership import Owner, foreign, not_yours
 
 # What the office accepts, and how big each may be.
 MAX_SIZE = {
@@ -29,7 +35,36 @@ MP4_BRANDS = {b"isom", b"iso2", b"iso4", b"iso5", b"iso6", b"mp41", b"mp42", b"a
 
 
 class RefusedEvidence(ValueError):
-    pass
+    def __init__(self, reason: str, field: str = "data") -> None:
+        super().__init__(reason)
+        self.field = field  # the field at fault, for the refusal's ``errors``
+
+
+def upload_prefix(sender_township: str | None) -> str:
+    """The key prefix uploads are issued under for a sender (the upload routes use it)."""
+    return f"{sender_township}/" if sender_township is not None else "office/"
+
+
+def check_upload_key(object_key: str, sender_township: str | None) -> None:
+    """A township names only an upload issued to it (under its own prefix): another
+    township's upload is not its evidence, and claiming it would make the owner's own
+    submission look like a reuse. The office may name any."""
+    if sender_township is not None and not object_key.startswith(upload_prefix(sender_township)):
+        raise RefusedEvidence(
+            # The key is not echoed: it may name another township (its prefix).
+            "object_key is not one of your uploads: upload under the key an upload policy gives "
+            f"you (POST /uploads/policy; your keys begin {upload_prefix(sender_township)!r})",
+            "data.object_key",
+        )
+
+
+def check_owner(
+    stored_owner: Owner | None, exists: bool, evidence_id: str, sender_township: str | None
+) -> None:
+    """A stored piece of evidence is the township's that first stated it: another township's
+    submission under its id is refused (the record is never replaced by another owner)."""
+    if exists and foreign(stored_owner, sender_township):
+        raise RefusedEvidence(not_yours("evidence", evidence_id), "data.evidence_id")
 
 
 @dataclass(frozen=True)
@@ -73,24 +108,34 @@ def check_declared(data: EvidenceSubmitted) -> None:
     limit = MAX_SIZE.get(data.content_type)
     if limit is None:
         raise RefusedEvidence(
-            f"content type {data.content_type!r} is not accepted; use one of: {', '.join(MAX_SIZE)}"
+            f"content type {data.content_type!r} is not accepted; use one of: {', '.join(MAX_SIZE)}",
+            "data.content_type",
         )
     if data.size > limit:
-        raise RefusedEvidence(f"{data.size} bytes is over the {limit}-byte limit for {data.content_type}")
+        raise RefusedEvidence(
+            f"{data.size} bytes is over the {limit}-byte limit for {data.content_type}", "data.size"
+        )
 
 
 def check_object(data: EvidenceSubmitted, found: StoredObject | None) -> None:
     """Does the uploaded object match what the township declared?"""
     if found is None:
-        raise RefusedEvidence(f"no object {data.object_key!r} in the upload bucket: upload it first")
+        raise RefusedEvidence(
+            f"no object {data.object_key!r} in the upload bucket: upload it first", "data.object_key"
+        )
     if found.size != data.size:
-        raise RefusedEvidence(f"size mismatch: declared {data.size} bytes, the object has {found.size}")
+        raise RefusedEvidence(
+            f"size mismatch: declared {data.size} bytes, the object has {found.size}", "data.size"
+        )
     if found.sha256 != data.sha256:
-        raise RefusedEvidence(f"sha256 mismatch: declared {data.sha256}, the object has {found.sha256}")
+        raise RefusedEvidence(
+            f"sha256 mismatch: declared {data.sha256}, the object has {found.sha256}", "data.sha256"
+        )
     actual = sniff(found.head)
     if actual != data.content_type:
         raise RefusedEvidence(
-            f"declared {data.content_type} but the bytes are {actual or 'of no accepted type'}"
+            f"declared {data.content_type} but the bytes are {actual or 'of no accepted type'}",
+            "data.content_type",
         )
 
 
@@ -113,8 +158,14 @@ class KnownActivity:
     ends_at: datetime
 
 
-def check_activity(data: EvidenceSubmitted, activity: KnownActivity | None) -> None:
-    """Evidence belongs to a scheduled activity of the unit that reports it.
+def check_activity(
+    data: EvidenceSubmitted,
+    activity: KnownActivity | None,
+    activity_owner: Owner = None,
+    sender_township: str | None = None,
+) -> None:
+    """Evidence belongs to a scheduled activity of the unit that reports it, in the sender's
+    own township (``activity_owner``: the township of the activity's unit).
 
     Townships schedule an activity before they report its photos; a submission that arrives
     before the schedule has reached this service is held until it does (see the app), and
@@ -122,11 +173,15 @@ def check_activity(data: EvidenceSubmitted, activity: KnownActivity | None) -> N
     if activity is None:
         raise RefusedEvidence(
             f"unknown activity {data.activity_id!r}: schedule it first (wmsj.activity.scheduled.v1), "
-            "then submit the evidence again"
+            "then submit the evidence again",
+            "data.activity_id",
         )
+    if foreign(activity_owner, sender_township):
+        raise RefusedEvidence(not_yours("activity", data.activity_id), "data.activity_id")
     if activity.unit_id != data.unit_id:
         raise RefusedEvidence(
-            f"activity {data.activity_id!r} is run by unit {activity.unit_id!r}, not {data.unit_id!r}"
+            f"activity {data.activity_id!r} is run by unit {activity.unit_id!r}, not {data.unit_id!r}",
+            "data.unit_id",
         )
 
 

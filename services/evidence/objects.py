@@ -78,17 +78,23 @@ class ObjectStore:
     async def ping(self) -> None:
         await asyncio.to_thread(self.client.bucket_exists, self.settings.evidence_bucket)
 
-    async def inspect_upload(self, key: str) -> StoredObject | None:
-        """Size, sha256 and first bytes of an uploaded object, or None if there is none."""
-        return await asyncio.to_thread(self._inspect, self.settings.upload_bucket, key)
+    async def take_upload(self, key: str) -> TakenUpload | None:
+        """Copy the uploaded object here once (None if there is none): everything after —
+        the size and hash, the type sniffed from its first bytes, the photo's analysis and
+        the copy that is kept — reads this one copy. Reading the upload bucket several times
+        would check one set of bytes and keep another, if the object were replaced in
+        between (a second use of the upload policy)."""
+        return await asyncio.to_thread(self._take, key)
 
-    def _inspect(self, bucket: str, key: str) -> StoredObject | None:
+    def _take(self, key: str) -> TakenUpload | None:
         try:
-            response = self.client.get_object(bucket, key)
+            response = self.client.get_object(self.settings.upload_bucket, key)
         except S3Error as error:
             if error.code in ("NoSuchKey", "NoSuchObject"):
                 return None
             raise
+        # In memory while small, on disk beyond: a 4 GB video is never held whole.
+        copy = tempfile.SpooledTemporaryFile(max_size=8 * CHUNK)  # noqa: SIM115  # TakenUpload closes it
         digest = hashlib.sha256()
         head = b""
         size = 0
@@ -98,16 +104,22 @@ class ObjectStore:
                     head += chunk[: HEAD - len(head)]
                 digest.update(chunk)
                 size += len(chunk)
+                copy.write(chunk)
+        except BaseException:
+            copy.close()
+            raise
         finally:
             response.close()
             response.release_conn()
-        return StoredObject(size=size, sha256=digest.hexdigest(), head=head)
+        copy.seek(0)
+        return TakenUpload(StoredObject(size=size, sha256=digest.hexdigest(), head=head), copy)  # type: ignore[arg-type]
 
-    async def keep(self, upload_key: str, permanent_key: str, content_type: str) -> None:
-        """Copy the upload to the evidence bucket under retention (once: the key is content-addressed)."""
-        await asyncio.to_thread(self._keep, upload_key, permanent_key, content_type)
+    async def keep(self, taken: TakenUpload, permanent_key: str, content_type: str) -> None:
+        """Put the checked copy in the evidence bucket under retention (once: the key is
+        content-addressed, so a kept object is never replaced)."""
+        await asyncio.to_thread(self._keep, taken, permanent_key, content_type)
 
-    def _keep(self, upload_key: str, permanent_key: str, content_type: str) -> None:
+    def _keep(self, taken: TakenUpload, permanent_key: str, content_type: str) -> None:
         bucket = self.settings.evidence_bucket
         try:
             self.client.stat_object(bucket, permanent_key)
@@ -115,39 +127,17 @@ class ObjectStore:
         except S3Error as error:
             if error.code not in ("NoSuchKey", "NoSuchObject"):
                 raise
-        # Streamed through this process rather than copied server-side: S3 servers differ on
-        # whether a server-side copy takes the retention (SeaweedFS's does not), a PUT always does.
-        source = self.client.get_object(self.settings.upload_bucket, upload_key)
-        try:
-            size = int(source.headers["Content-Length"])
-            self.client.put_object(
-                bucket,
-                permanent_key,
-                source,  # type: ignore[arg-type]  # a readable stream is all put_object needs
-                size,
-                content_type=content_type,
-                part_size=PART,
-                retention=Retention(GOVERNANCE, datetime.now(UTC) + timedelta(days=self.retention_days)),
-            )
-        finally:
-            source.close()
-            source.release_conn()
-
-    async def fetch_upload(self, key: str) -> IO[bytes]:
-        """The uploaded object in a temporary file (in memory while small), for Pillow."""
-        return await asyncio.to_thread(self._fetch, key)
-
-    def _fetch(self, key: str) -> IO[bytes]:
-        out = tempfile.SpooledTemporaryFile(max_size=8 * CHUNK)  # noqa: SIM115  # the caller closes it
-        response = self.client.get_object(self.settings.upload_bucket, key)
-        try:
-            for chunk in response.stream(CHUNK):
-                out.write(chunk)
-        finally:
-            response.close()
-            response.release_conn()
-        out.seek(0)
-        return out  # type: ignore[return-value]
+        # A PUT rather than a server-side copy: S3 servers differ on whether a copy takes the
+        # retention (SeaweedFS's does not), a PUT always does; and it is the checked bytes.
+        self.client.put_object(
+            bucket,
+            permanent_key,
+            taken.reader(),  # type: ignore[arg-type]  # a readable stream is all put_object needs
+            taken.found.size,
+            content_type=content_type,
+            part_size=PART,
+            retention=Retention(GOVERNANCE, datetime.now(UTC) + timedelta(days=self.retention_days)),
+        )
 
     async def keep_thumbnail(self, key: str, jpeg: bytes) -> None:
         await asyncio.to_thread(self._keep_thumbnail, key, jpeg)
@@ -191,6 +181,22 @@ class ObjectStore:
 
     def open_upload(self, key: str, content_type: str) -> StreamedUpload:
         return StreamedUpload(self, key, content_type)
+
+
+class TakenUpload:
+    """An upload copied here once (``ObjectStore.take_upload``): what it is, and the bytes."""
+
+    def __init__(self, found: StoredObject, copy: IO[bytes]) -> None:
+        self.found = found
+        self._copy = copy
+
+    def reader(self) -> IO[bytes]:
+        """The copy from its first byte (each reader starts again; one at a time)."""
+        self._copy.seek(0)
+        return self._copy
+
+    def close(self) -> None:
+        self._copy.close()
 
 
 class StreamedUpload:

@@ -49,7 +49,7 @@ def analyse(file: IO[bytes]) -> tuple[Photo, bytes]:
             image.load()
             rgb = image.convert("RGB")
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError) as error:
-        raise RefusedEvidence(f"the picture cannot be decoded: {error}") from error
+        raise RefusedEvidence(f"the picture cannot be decoded: {error}", "data.object_key") from error
     photo = Photo(
         dhash=dhash(rgb),
         taken_at=taken_at(exif),

@@ -40,26 +40,31 @@ from services.registry.domain import (
 from services.registry.settings import RegistrySettings
 from services.registry.sheets import RowError
 from services.registry.store import UnitStore
-from services.registry.volunteers import apply_volunteer
+from services.registry.volunteers import Volunteer, apply_volunteer
+from services.registry.volunteers import check_owner as check_volunteer_owner
 from shared.events import (
     TOWNSHIP_EVENTS,
     CloudEvent,
     EventRejected,
     EventRejectedEvent,
+    FieldError,
     HoursCreditedEvent,
     UnitRegistered,
     UnitRegisteredEvent,
     derived_id,
 )
 from shared.events.units import (
+    Enrolment,
     UnitRegisteredV2,
     UnitRegisteredV2Event,
+    VolunteerEnrolled,
+    VolunteerEnrolledEvent,
     VolunteerRegistered,
     VolunteerRegisteredEvent,
 )
 from shared.identity import Publisher, Unidentified, identify, publisher_of
 from shared.messaging import InvalidEvent
-from shared.mongo import Effect, Outgoing, Reply
+from shared.mongo import Effect, Outgoing, Reply, stage
 from shared.onboarding import BrokerAdmin
 from shared.pii import vault
 from shared.rounds import run_rounds
@@ -77,7 +82,7 @@ async def _check_pii_key() -> None:
 
 
 service.on_start += [_check_pii_key, units.ensure_indexes]
-service.documents_publishing(UnitRegisteredEvent, EventRejectedEvent)
+service.documents_publishing(UnitRegisteredEvent, VolunteerEnrolledEvent, EventRejectedEvent)
 
 IngressEvent = UnitRegisteredEvent | UnitRegisteredV2Event | VolunteerRegisteredEvent
 
@@ -103,7 +108,8 @@ async def on_ingress(event: IngressEvent, message: RabbitMessage) -> None:
 
 
 def _refused(problem: RefusedUnit) -> InvalidEvent:
-    return InvalidEvent(str(problem))
+    """A rule's refusal as the sender hears it: the reason, and the field it concerns."""
+    return InvalidEvent(str(problem), [FieldError(location=f"data.{problem.column}", message=str(problem))])
 
 
 def _held(event: CloudEvent[Any], who: Publisher, reply_to: str | None) -> dict[str, Any]:
@@ -286,6 +292,12 @@ async def register_volunteer(
     the unit (like a child under its parent), its personal data sealed, until the unit
     arrives or the hold runs out."""
     data = event.data
+    try:  # another township's volunteer first: that refusal names nothing of it
+        check_volunteer_owner(
+            await units.volunteer(data.volunteer_id, session), data.volunteer_id, who.township_id
+        )
+    except RefusedUnit as refusal:
+        raise _refused(refusal) from refusal
     if await units.get(data.unit_id, session) is not None:
         return await settle_volunteer(data, event.time, who, session)
     await _teams_in_scope(data, who, session)  # what can be checked now is refused now
@@ -316,6 +328,11 @@ async def settle_volunteer(
     data: VolunteerRegistered, stated_at: datetime, who: Publisher, session: AsyncClientSession
 ) -> list[Outgoing]:
     """Apply a volunteer's statement with every rule; InvalidEvent if one is broken."""
+    current = await units.volunteer(data.volunteer_id, session)
+    try:  # another township's volunteer first: that refusal names nothing of it
+        check_volunteer_owner(current, data.volunteer_id, who.township_id)
+    except RefusedUnit as refusal:
+        raise _refused(refusal) from refusal
     unit = await units.get(data.unit_id, session)
     if unit is not None and (reason := who.may_not_publish_about(data.unit_id, unit.owner)):
         raise InvalidEvent(reason)
@@ -323,19 +340,56 @@ async def settle_volunteer(
     pii = vault()
     try:
         volunteer = apply_volunteer(
-            await units.volunteer(data.volunteer_id, session),
+            current,
             data,
             stated_at,
             unit=unit,
             teams=teams,
             holder_of_card=await units.card_holder(pii.fingerprint(data.id_card), session),
             vault=pii,
+            sender_township=who.township_id,
         )
     except RefusedUnit as refusal:
         raise _refused(refusal) from refusal
-    if volunteer is not None:
-        await units.put_volunteer(volunteer, session)
-    return []  # personal data is never re-published
+    if volunteer is None:
+        return []
+    await units.put_volunteer(volunteer, session)
+    return [*enrolled([volunteer])]  # whose volunteer it is; personal data is never re-published
+
+
+ENROLMENTS_PER_EVENT = 500
+
+
+def enrolled(volunteers: list[Volunteer]) -> list[VolunteerEnrolledEvent]:
+    """Accepted volunteers without personal data, in batches (a spreadsheet's thousands make a
+    few events, not thousands): the activities service credits hours only to a township's
+    own volunteers. Ids derive from the statements kept, so re-handling a statement
+    re-publishes the same event."""
+    out = []
+    for start in range(0, len(volunteers), ENROLMENTS_PER_EVENT):
+        batch = volunteers[start : start + ENROLMENTS_PER_EVENT]
+        out.append(
+            VolunteerEnrolledEvent(
+                id=derived_id(
+                    "volunteers", "enrolled:" + ",".join(f"{v.volunteer_id}:{v.stated}" for v in batch)
+                ),
+                source=service.bus.source,
+                time=max(v.stated_at for v in batch),
+                subject=batch[0].volunteer_id if len(batch) == 1 else None,
+                data=VolunteerEnrolled(
+                    enrolled=[
+                        Enrolment(
+                            volunteer_id=v.volunteer_id,
+                            unit_id=v.unit_id,
+                            township_id=v.owner,
+                            active=v.active,
+                        )
+                        for v in batch
+                    ]
+                ),
+            )
+        )
+    return out
 
 
 # ----------------------------------------------------------------------------- held statements
@@ -506,6 +560,7 @@ async def import_volunteers(
                 teams={t: known[t] for t in data.team_ids if t in known},
                 holder_of_card=holders.get(fingerprint),
                 vault=pii,
+                sender_township=who.township_id,
             )
         except RefusedUnit as refusal:
             report.errors.append(RowError(number, refusal.column, str(refusal)))
@@ -514,7 +569,13 @@ async def import_volunteers(
         holders[fingerprint] = data.volunteer_id
         if volunteer is not None:
             changed.append(volunteer)
+    # Announced first (staged in the outbox), then stored: a crash in between announces a
+    # volunteer the registry then lacks until the file is imported again, never the reverse
+    # (a volunteer stored whose hours could never be credited).
+    async with service.mongo.start_session() as session:
+        await stage(service.db, enrolled(changed), session)
     await units.put_volunteers(changed)
+    service.outbox.wake()
     report.imported = len(changed)
     report.errors.sort(key=lambda e: (e.row, e.column))
     return report

@@ -231,4 +231,6 @@ def _to_volunteer(doc: Document) -> Volunteer:
         active=doc.get("active", True),
         stated_at=doc["stated_at"],
         stated=doc["stated"],
+        # Registered before owners were recorded: its township at registration owns it.
+        owner=doc.get("owner", doc.get("township_id")),
     )

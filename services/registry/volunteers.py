@@ -4,6 +4,11 @@ Real-name registration: the ID-card number and phone are checked by the contract
 (``VolunteerRegistered``), encrypted before they are stored (``shared.pii.Vault``) and only
 ever shown masked. The statement tie-break is a keyed hash of the content, so not even the
 ordering field holds the numbers in clear.
+
+Ownership (``shared.ownership``): a volunteer id is the township's that first registered it;
+another township cannot re-register (move, rename, re-card) that volunteer under its own
+unit. An ID-card number belongs to one volunteer: registering it again under another id is
+refused, and the refusal names no one (neither the volunteer nor a township).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 from services.registry.domain import TEAMS, RefusedUnit, Unit
 from shared.events import UnitKind
 from shared.events.units import VolunteerRegistered
+from shared.ownership import Owner, foreign, not_yours, owner_after
 from shared.pii import Vault, mask_id_card, mask_phone
 
 
@@ -31,6 +37,7 @@ class Volunteer:
     active: bool
     stated_at: datetime
     stated: str  # keyed hash of the statement's content (the tie-break)
+    owner: Owner = None  # the township that first registered the volunteer id
 
     def masked(self, vault: Vault, hours: float | None = None) -> dict[str, Any]:
         """What any API response may show."""
@@ -53,6 +60,13 @@ def statement_key(vault: Vault, stated_at: datetime, data: VolunteerRegistered) 
     return stated_at, vault.fingerprint(data.model_dump_json())
 
 
+def check_owner(current: Volunteer | None, volunteer_id: str, sender_township: str | None) -> None:
+    """A volunteer id is the township's that first registered it: another township's
+    statement about it is refused, naming nothing of the owner."""
+    if current is not None and foreign(current.owner, sender_township):
+        raise RefusedUnit(not_yours("volunteer", volunteer_id), "volunteer_id")
+
+
 def apply_volunteer(
     current: Volunteer | None,
     data: VolunteerRegistered,
@@ -62,10 +76,13 @@ def apply_volunteer(
     teams: dict[str, Unit],
     holder_of_card: str | None,
     vault: Vault,
+    sender_township: str | None = None,
 ) -> Volunteer | None:
     """The volunteer after this statement, or None if nothing changes; RefusedUnit (with the
     column at fault) if a rule is broken. ``teams`` are the known units among ``team_ids``;
-    ``holder_of_card`` the volunteer already registered with this ID-card number, if any."""
+    ``holder_of_card`` the volunteer already registered with this ID-card number, if any;
+    ``sender_township`` the broker-checked sender's township (None: the office)."""
+    check_owner(current, data.volunteer_id, sender_township)  # even an identical restatement
     at, content = statement_key(vault, stated_at, data)
     if current is not None and (at, content) <= (current.stated_at, current.stated):
         return None
@@ -83,10 +100,9 @@ def apply_volunteer(
                 "team_ids",
             )
     if holder_of_card is not None and holder_of_card != data.volunteer_id:
+        # Personal data: whose card it is stays unsaid, whoever asks.
         raise RefusedUnit(
-            f"volunteer {data.volunteer_id}: this ID-card number is already registered as volunteer "
-            f"{holder_of_card}",
-            "id_card",
+            f"volunteer {data.volunteer_id}: this ID-card number is already registered", "id_card"
         )
     return Volunteer(
         volunteer_id=data.volunteer_id,
@@ -100,4 +116,5 @@ def apply_volunteer(
         active=data.active,
         stated_at=at,
         stated=content,
+        owner=owner_after(current.owner if current else None, sender_township, unit.owner),
     )

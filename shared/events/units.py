@@ -153,3 +153,28 @@ class VolunteerRegisteredEvent(CloudEvent[VolunteerRegistered]):
 
     type: Literal["wmsj.volunteer.registered.v1"] = "wmsj.volunteer.registered.v1"
     PUBLISHED_BY = "township"
+
+
+class Enrolment(Data):
+    """One volunteer the registry accepted, without personal data: who registered them."""
+
+    volunteer_id: Id
+    unit_id: Id = Field(description="The unit the volunteer is registered with.")
+    township_id: Id | None = Field(
+        description="The township that registered the volunteer (its owner); None: the city level."
+    )
+    active: bool = True
+
+
+class VolunteerEnrolled(Data):
+    """Volunteers the registry accepted (one registration, or a batch of a spreadsheet import),
+    without personal data. The activities service credits hours only to a township's own
+    volunteers (补录 and check-out), and learns whose a volunteer is from this."""
+
+    enrolled: list[Enrolment] = Field(min_length=1, max_length=500)
+
+
+class VolunteerEnrolledEvent(CloudEvent[VolunteerEnrolled]):
+    """The registry accepted volunteers' registrations (no personal data: ids only)."""
+
+    type: Literal["wmsj.volunteer.enrolled.v1"] = "wmsj.volunteer.enrolled.v1"

@@ -3,6 +3,7 @@ volunteer sheet with 50 bad rows, units with the hierarchy rules, and export."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import random
@@ -125,6 +126,16 @@ async def test_a_5000_row_sheet_with_50_bad_rows_reports_exactly_those_and_impor
     assert (first["imported"], first["unchanged"]) == (4950, 0)
     volunteers = apps["registry"].units.volunteers
     assert await volunteers.count_documents({"_id": {"$regex": f"^v{run}-"}}) == 4950
+    # Announced without personal data, in batches, to the activities service (hours are
+    # credited only to a township's own volunteers): it learns them all.
+    learned = apps["activities"].volunteers.volunteers
+    for _ in range(1200):
+        if await learned.count_documents({"_id": {"$regex": f"^v{run}-"}}) == 4950:
+            break
+        await asyncio.sleep(0.1)
+    assert (
+        await learned.count_documents({"_id": {"$regex": f"^v{run}-"}, "id_card": {"$exists": False}}) == 4950
+    )
     before = await volunteers.find({"_id": {"$regex": f"^v{run}-"}}).sort("_id", 1).to_list(None)
 
     again = (

@@ -402,9 +402,12 @@ async def test_township_a_cannot_write_activities_attendance_or_evidence_about_t
 
     by_id = {r.rejected_id: r for r in await town_a.wait_for_rejections(3, timeout=60)}
     scope = f"township {a} may only publish about units in its own subtree; unit {b}201 is in township {b}"
+    # An id B's township owns (its activity, though the office stated it) is refused before the
+    # unit scope, naming nothing of B.
+    not_yours = f"activity {b_activity} is another township's: choose an id of your own"
     assert {i: (r.reason, r.rejected_by) for i, r in by_id.items()} == {
         intruding.id: (scope, "activities"),
-        signup.id: (scope, "activities"),
+        signup.id: (not_yours, "activities"),
         photo.id: (scope, "evidence"),
     }
     # Nothing of it was stored, and only A heard about it.

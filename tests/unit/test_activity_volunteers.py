@@ -68,9 +68,27 @@ def test_check_in_and_check_out_give_the_hours_between() -> None:
     assert r.of("v1").hours == 2.5  # type: ignore[union-attr]
 
 
-def test_no_hours_without_both_or_with_a_check_out_before_the_check_in() -> None:
+def test_no_hours_without_both() -> None:
     assert roster(("v1", "checked-in", m(0))).of("v1").hours is None  # type: ignore[union-attr]
-    assert roster(("v1", "checked-in", m(10)), ("v1", "checked-out", m(5))).of("v1").hours is None  # type: ignore[union-attr]
+    assert roster(("v1", "checked-out", m(0))).of("v1").hours is None  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("first", "then", "problem"),
+    [
+        (("checked-in", m(10)), ("checked-out", m(5)), "not after the check-in"),
+        (("checked-out", m(5)), ("checked-in", m(10)), "not after the check-in"),
+        (("checked-in", m(10)), ("checked-out", m(10)), "not after the check-in"),
+        (("checked-in", m(10)), ("checked-out", m(10.2)), "that is 0 hours"),
+    ],
+)
+def test_a_zero_or_negative_span_is_refused_whichever_comes_first(
+    first: tuple[str, datetime], then: tuple[str, datetime], problem: str
+) -> None:
+    before = roster(("v1", *first))
+    with pytest.raises(RefusedAttendance, match=problem) as refused:
+        apply_attendance(before, "a1", "u1", "v1", then[0], then[1])  # type: ignore[arg-type]
+    assert refused.value.field == "time"
 
 
 def test_the_earliest_check_in_and_the_latest_check_out_count_whatever_the_order() -> None:

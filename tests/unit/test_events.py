@@ -67,9 +67,12 @@ from shared.events.supervision import (
 )
 from shared.events.units import (
     CivilizedCategory,
+    Enrolment,
     UnitContact,
     UnitRegisteredV2,
     UnitRegisteredV2Event,
+    VolunteerEnrolled,
+    VolunteerEnrolledEvent,
     VolunteerRegistered,
     VolunteerRegisteredEvent,
 )
@@ -115,6 +118,12 @@ EXAMPLES: dict[str, CloudEvent[Any]] = {
                         points=5,
                     )
                 ],
+            ),
+        ),
+        _envelope(
+            VolunteerEnrolledEvent,
+            VolunteerEnrolled(
+                enrolled=[Enrolment(volunteer_id="v1", unit_id="431381101201", township_id="431381101")]
             ),
         ),
         _envelope(

@@ -10,13 +10,18 @@ from shared.hold_rules import Awaited, duration, outstayed, outstayed_reason
 
 
 def test_what_is_awaited_is_keyed_by_its_kind_and_id_and_read_back():
-    for awaited in (Awaited("unit", "431381101201"), Awaited("activity", "a:1"), Awaited("order", "o-1")):
+    for awaited in (
+        Awaited("unit", "431381101201"),
+        Awaited("activity", "a:1"),
+        Awaited("order", "o-1"),
+        Awaited("volunteer", "v-1"),
+    ):
         assert Awaited.from_key(awaited.key) == awaited
     assert Awaited("unit", "431381101201").key == "unit:431381101201"
     assert Awaited.from_key("activity:a:1") == Awaited("activity", "a:1")  # ids may hold colons
 
 
-@pytest.mark.parametrize("key", ["volunteer:v1", "unit:", "unit", ""])
+@pytest.mark.parametrize("key", ["planet:p1", "unit:", "unit", ""])  # a credit waits for "volunteer:"
 def test_a_key_that_names_nothing_awaited_is_an_error(key: str):
     with pytest.raises(ValueError, match="not an awaited key"):
         Awaited.from_key(key)

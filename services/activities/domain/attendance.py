@@ -9,7 +9,16 @@ moves the first on the waitlist up. Sign-ups before the publication (which carri
 capacity) are held.
 
 Hours: check-out minus check-in, to two decimals, at most 24 per attendance; credited as
-``wmsj.volunteer.hours-credited.v1`` (basis "attendance") whenever the figure changes.
+``wmsj.volunteer.hours-credited.v1`` (basis "attendance") whenever the figure changes. A
+check-in or check-out that would make the span zero hours (under a minute's hundredth of an
+hour) or negative is refused with the reason: it could credit nothing, and a check-out the
+volunteer made must not vanish silently.
+
+Who may credit hours (``check_credit``): a township credits check-out hours and 补录 only to
+its own registered volunteer, at an activity scheduled here (an existing activity: its unit
+is then the township's own, which the scope check and ``check_owner`` make sure of); 补录
+also names the stored evidence of that activity. The roster, like the activity, is the township's that first stated it
+(``shared.ownership``).
 Attendance is the fact that counts: a volunteer who turns up from the waitlist is credited
 too. Hours added after the fact need an approver other than the volunteer and an evidence id
 (the event contract refuses them otherwise) and are credited with basis "supplement".
@@ -20,6 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
+
+from shared.ownership import Owner, foreign, not_yours, owner_after
 
 Action = Literal["signed-up", "withdrawn", "checked-in", "checked-out"]
 MAX_HOURS = 24.0
@@ -65,13 +76,92 @@ class Roster:
     unit_id: str
     volunteers: tuple[Attendance, ...] = ()  # by volunteer id
     supplements: tuple[Supplement, ...] = ()
+    owner: Owner = None  # the township that first stated attendance at the activity
 
     def of(self, volunteer_id: str) -> Attendance | None:
         return next((a for a in self.volunteers if a.volunteer_id == volunteer_id), None)
 
 
 class RefusedAttendance(ValueError):
-    pass
+    def __init__(self, reason: str, field: str = "data.activity_id") -> None:
+        super().__init__(reason)
+        self.field = field  # the field at fault, for the refusal's ``errors``
+
+
+def check_owner(current: Roster | None, activity_id: str, sender_township: str | None) -> None:
+    """Ownership: attendance at an activity is stated by the township that owns it; another
+    township's sign-up, check-in/out or 补录 is refused naming nothing of the owner."""
+    if current is not None and foreign(current.owner, sender_township):
+        raise RefusedAttendance(not_yours("activity", activity_id))
+
+
+def claimed(roster: Roster, sender_township: str | None, unit_township: str | None) -> Roster:
+    return replace(roster, owner=owner_after(roster.owner, sender_township, unit_township))
+
+
+@dataclass(frozen=True)
+class CreditBasis:
+    """What a credit of hours rests on, as known here when it is stated."""
+
+    activity_unit_id: str | None  # the unit of the activity as scheduled here (None: not scheduled)
+    evidence_activity_id: str | None = (
+        None  # 补录: the activity its evidence is stored for (None: not stored)
+    )
+    volunteer_known: bool = False  # the registry accepted the volunteer
+    volunteer_township: str | None = None  # …registered by this township (its owner)
+
+
+def check_credit(
+    kind: Literal["check-out", "supplement"],
+    activity_id: str,
+    volunteer_id: str,
+    evidence_id: str | None,
+    basis: CreditBasis,
+    sender_township: str | None,
+) -> None:
+    """Hours are credited (check-out, 补录) only to the sender's own registered volunteer, at
+    an existing activity, and 补录 only with a stored piece of that activity's evidence. The
+    office (``sender_township`` None), which corrects the record, is not held to it. (The
+    activity's unit is the sender's own: the scope check and ``check_owner`` say so.) The
+    refusals name nothing of another township."""
+    if sender_township is None:
+        return
+    if basis.activity_unit_id is None:
+        raise RefusedAttendance(
+            f"activity {activity_id} is not scheduled: hours ({kind}) are credited only at an "
+            "activity that exists; schedule it first, then send this again"
+        )
+    if not basis.volunteer_known or basis.volunteer_township != sender_township:
+        raise RefusedAttendance(
+            f"volunteer {volunteer_id} is not one of your township's registered volunteers: hours "
+            "are credited only to a township's own volunteers",
+            "data.volunteer_id",
+        )
+    if kind == "supplement" and basis.evidence_activity_id != activity_id:
+        raise RefusedAttendance(
+            f"evidence {evidence_id} is not stored evidence of activity {activity_id}: 补录 needs "
+            "the approved evidence of that activity; submit it, and once it is stored send this again",
+            "data.evidence_id",
+        )
+
+
+def _check_span(attendance: Attendance) -> None:
+    """A check-in and check-out that make a zero or negative span are refused (see above)."""
+    came, left = attendance.checked_in_at, attendance.checked_out_at
+    if came is None or left is None:
+        return
+    if left <= came:
+        raise RefusedAttendance(
+            f"volunteer {attendance.volunteer_id} checked out at {left.isoformat()}, not after the "
+            f"check-in at {came.isoformat()}: a span of no time credits no hours",
+            "time",
+        )
+    if round((left - came).total_seconds() / 3600, 2) <= 0:
+        raise RefusedAttendance(
+            f"volunteer {attendance.volunteer_id} checked out {int((left - came).total_seconds())} s "
+            "after checking in: that is 0 hours (to the hundredth): it credits no hours",
+            "time",
+        )
 
 
 def _later(a: datetime | None, b: datetime) -> datetime:
@@ -84,7 +174,9 @@ def _earlier(a: datetime | None, b: datetime) -> datetime:
 
 def _base(current: Roster | None, activity_id: str, unit_id: str) -> Roster:
     if current is not None and current.unit_id != unit_id:
-        raise RefusedAttendance(f"activity {activity_id} belongs to unit {current.unit_id}, not {unit_id}")
+        raise RefusedAttendance(
+            f"activity {activity_id} belongs to unit {current.unit_id}, not {unit_id}", "data.unit_id"
+        )
     return current or Roster(activity_id=activity_id, unit_id=unit_id)
 
 
@@ -104,6 +196,7 @@ def apply_attendance(
         after = replace(before, checked_out_at=_later(before.checked_out_at, at))
     if roster.of(volunteer_id) == after:
         return None
+    _check_span(after)
     others = [a for a in roster.volunteers if a.volunteer_id != volunteer_id]
     return replace(roster, volunteers=tuple(sorted([*others, after], key=lambda a: a.volunteer_id)))
 

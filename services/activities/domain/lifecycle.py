@@ -12,6 +12,8 @@ when the schedule comes; the final state does not depend on the order of arrival
 
 Rules. Refused (the township gets ``wmsj.event.rejected.v1``; nothing is stored) when the
 event alone shows it is wrong:
+- a statement about an activity id another township stated first (``check_owner``; the
+  reason names nothing of that township; the office may state anything);
 - a statement dated in the future (past ``now`` + ``CLOCK_SKEW``): a wrong clock would
   otherwise win every later "latest statement" comparison;
 - a statement about an activity from another unit than the one it belongs to;
@@ -39,6 +41,7 @@ from datetime import datetime, timedelta
 
 from shared.events import ActivityCompleted, ActivityScheduled, Data, statement
 from shared.events.activities import ActivityCancelled, ActivityPublished
+from shared.ownership import Owner, foreign, not_yours, owner_after
 
 CLOCK_SKEW = timedelta(minutes=5)
 
@@ -90,6 +93,7 @@ class Activity:
     publication: Publication | None = None
     cancellation: Cancellation | None = None
     first_schedule: Schedule | None = None  # the earliest-stated schedule: shows a reschedule
+    owner: Owner = None  # the township that first stated the activity id (shared.ownership)
 
     @property
     def status(self) -> str:
@@ -152,7 +156,22 @@ class Activity:
 
 
 class RefusedActivity(ValueError):
-    pass
+    def __init__(self, reason: str, field: str = "data.activity_id") -> None:
+        super().__init__(reason)
+        self.field = field  # the field at fault, for the refusal's ``errors``
+
+
+def check_owner(current: Activity | None, activity_id: str, sender_township: str | None) -> None:
+    """Ownership: an activity id is the township's that first stated it; another township's
+    statement about it (a schedule, publication, cancellation, completion) is refused, and
+    the reason names nothing of the owner. The office may state anything."""
+    if current is not None and foreign(current.owner, sender_township):
+        raise RefusedActivity(not_yours("activity", activity_id))
+
+
+def claimed(activity: Activity, sender_township: str | None, unit_township: str | None) -> Activity:
+    """The activity as kept after an accepted statement: its first township claims it."""
+    return replace(activity, owner=owner_after(activity.owner, sender_township, unit_township))
 
 
 def _order(part: Part) -> tuple[datetime, str]:
@@ -179,12 +198,14 @@ def completion_problem(schedule: Schedule, completion: Completion) -> str | None
 
 def _check_time(stated_at: datetime, now: datetime) -> None:
     if stated_at > now + CLOCK_SKEW:
-        raise RefusedActivity(f"the event is dated {stated_at.isoformat()}, in the future")
+        raise RefusedActivity(f"the event is dated {stated_at.isoformat()}, in the future", "time")
 
 
 def _base(current: Activity | None, activity_id: str, unit_id: str) -> Activity:
     if current is not None and current.unit_id != unit_id:
-        raise RefusedActivity(f"activity {activity_id} belongs to unit {current.unit_id}, not {unit_id}")
+        raise RefusedActivity(
+            f"activity {activity_id} belongs to unit {current.unit_id}, not {unit_id}", "data.unit_id"
+        )
     return current or Activity(activity_id=activity_id, unit_id=unit_id)
 
 
@@ -247,10 +268,11 @@ def apply_completed(
     if data.ended_at > stated_at + CLOCK_SKEW:
         raise RefusedActivity(
             f"an activity completes only after its end time: reported at {stated_at.isoformat()} "
-            f"as ended at {data.ended_at.isoformat()}"
+            f"as ended at {data.ended_at.isoformat()}",
+            "data.ended_at",
         )
     if data.volunteers == 0 and data.service_hours > 0:
-        raise RefusedActivity("service hours are reported, but no volunteers")
+        raise RefusedActivity("service hours are reported, but no volunteers", "data.service_hours")
     base = _base(current, data.activity_id, data.unit_id)
     completion = Completion(
         ended_at=data.ended_at,

@@ -9,6 +9,10 @@ statement the replay cannot apply — a dispatch by a unit that does not hold th
 answer from a team it was not dispatched to, a rating by someone else than the requester —
 changes nothing and is listed with the reason on the order.
 
+Ownership: an order id is the township's that first stated it (``check_owner``): a
+back-dated 点单 from another township, which the replay would put first, is refused rather
+than allowed to take the order over.
+
 Escalation: an order must be accepted within ``accept_within`` of reaching its current
 level (placed there, or escalated there). If it is not, it escalates to the level above —
 the parent of the unit holding it, as the registry's accepted ``unit.registered`` facts say
@@ -26,6 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from shared.events import Data, statement
+from shared.ownership import Owner, foreign, not_yours, owner_after
 
 Kind = Literal["placed", "escalated", "dispatched", "answered", "rated"]
 # At one instant, replay in the workflow's own order.
@@ -44,6 +49,27 @@ class OrderStatement:
 class Order:
     order_id: str
     statements: tuple[OrderStatement, ...] = ()
+    owner: Owner = None  # the township that first stated the order id (shared.ownership)
+
+
+class RefusedOrder(ValueError):
+    def __init__(self, reason: str, field: str = "data.order_id") -> None:
+        super().__init__(reason)
+        self.field = field
+
+
+def check_owner(current: Order | None, order_id: str, sender_township: str | None) -> None:
+    """Ownership: an order id is the township's that first stated it (点单, or whichever
+    statement came first); another township's statement about it — a back-dated 点单 that
+    would replay first and take the order over, a dispatch, an answer, a rating — is
+    refused, naming nothing of the owner. The office (which dispatches escalated orders)
+    may state anything."""
+    if current is not None and foreign(current.owner, sender_township):
+        raise RefusedOrder(not_yours("order", order_id))
+
+
+def claimed(order: Order, sender_township: str | None, unit_township: str | None) -> Order:
+    return replace(order, owner=owner_after(order.owner, sender_township, unit_township))
 
 
 def add_statement(current: Order | None, order_id: str, kind: Kind, data: Data, at: datetime) -> Order | None:
