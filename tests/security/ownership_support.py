@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
@@ -42,12 +42,12 @@ from shared.events import (
 from shared.events import activities as A
 from shared.events.units import VolunteerRegistered, VolunteerRegisteredEvent
 from shared.identity import township_user
+from shared.onboarding import BrokerAdmin
 from shared.pii import id_card_checksum
 from tests.conftest import Infra
 from tests.support import town_code
 from wmsj.client import TownshipClient
 from wmsj.demo import png
-from wmsj.townships import declare_reply_queue, rabbitmqctl_commands
 
 K = UnitKind
 
@@ -187,11 +187,8 @@ class World:
 
 async def make_township(infra: Infra, township_id: str) -> tuple[TownshipClient, str]:
     """A township's user, exactly as ``wmsj township add`` makes it, and its connection."""
-    vhost = unquote(urlsplit(infra.amqp_url).path[1:])
-    password = secrets.token_hex(12)
-    for args in rabbitmqctl_commands(township_id, password, vhost=vhost):
-        infra.rabbitmqctl(args)
-    await declare_reply_queue(infra.amqp_url, township_id)
+    async with BrokerAdmin(infra.amqp_url) as admin:
+        password = (await admin.add(township_id)).password
     client = TownshipClient(as_user(infra.amqp_url, township_user(township_id), password))
     await client.__aenter__()
     return client, password
