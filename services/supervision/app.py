@@ -33,6 +33,7 @@ from services.supervision.domain import (
     rescore,
     score_year,
 )
+from services.supervision.office import OfficeDesk
 from services.supervision.settings import RULES_DIR, SupervisionSettings
 from services.supervision.store import FactStore, RescoreQueue, ScoreStore
 from shared.events import (
@@ -241,7 +242,18 @@ async def record_fact(event: CloudEvent, session: AsyncClientSession) -> Touched
                 data.activity_id, data.unit_id, "reviews", "evidence_id", review, stated, session
             )
     elif isinstance(event, EvidenceFlaggedEvent):
-        await facts.flag_evidence(data.activity_id, data.unit_id, data.evidence_id, session)
+        flag = data.model_dump(
+            mode="json",
+            include={
+                "signal",
+                "detail",
+                "other_evidence_id",
+                "other_activity_id",
+                "other_unit_id",
+                "flagged_at",
+            },
+        )
+        await facts.flag_evidence(data.activity_id, data.unit_id, data.evidence_id, session, flag)
     elif isinstance(event, EvidenceCompleteEvent):
         await facts.put_complete(
             data.activity_id, data.unit_id, list(data.evidence_ids), statement(event.time, data), session
@@ -458,9 +470,14 @@ service.on_start += [
 ]
 
 
+office_desk = OfficeDesk(settings.office_amqp_url or settings.amqp_url)
+
+
 def create_app() -> FastAPI:
     def routes(app: FastAPI) -> None:
-        api.mount(app, facts, scores, rules, record_inspection, recompute_all, settings.evidence_url)
+        api.mount(
+            app, facts, scores, rules, record_inspection, recompute_all, settings.evidence_url, office_desk
+        )
 
     return service.http_app("wmsj supervision", routes)
 
