@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import os
 import secrets
@@ -243,7 +244,9 @@ async def test_the_office_publishes_the_key_project_list_from_a_spreadsheet(
     template = await (await waiting.value).path()
     from openpyxl import load_workbook
 
-    sheet.append([c.value for c in load_workbook(str(template)).active[1]])  # type: ignore[index]
+    content = await asyncio.to_thread(Path(template).read_bytes)
+    header = load_workbook(io.BytesIO(content)).worksheets[0][1]
+    sheet.append([c.value for c in header])
     sheet.append(["P-PW-1", "关爱留守儿童", "3,6,9", "", "village,community", "", 2, "是", 7, 10])
     sheet.append(["P-PW-2", "=理论宣讲", "1-12", "", "", "", 1, "否", 5, 5])
     bad = tmp_path / "bad.xlsx"
