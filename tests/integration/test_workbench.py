@@ -11,9 +11,10 @@ import io
 import json
 import secrets
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import ModuleType
 
+import aio_pika
 import httpx
 import pytest
 from openpyxl import load_workbook
@@ -22,15 +23,22 @@ from services.supervision.domain import CITY_TIME
 from shared.events import (
     ActivityCompleted,
     ActivityCompletedEvent,
+    ActivityScheduled,
+    ActivityScheduledEvent,
     UnitKind,
     UnitRegistered,
     UnitRegisteredEvent,
     new_event,
 )
+from shared.events.activities import MonthlyWarningEvent
 from shared.events.evidence import EvidenceFlagged, EvidenceFlaggedEvent
+from tests.conftest import Infra
+from tests.integration.test_activity_workflows import _known, eventually, register
 from tests.integration.test_supervision import facts, publish_as_platform
 from tests.integration.test_supervision_office import scored_unit
 from tests.support import Tap
+from wmsj.client import TownshipClient
+from wmsj.townships import declare_reply_queue
 
 OFFICE = {"Authorization": "Bearer dev-office-key"}
 PERIOD = "2020-06"
@@ -274,3 +282,51 @@ async def test_a_townships_to_do_shows_only_its_subtree(
     }
     assert other not in units and busy in units
     assert (await http.get("/office/reviews", headers=township)).status_code == 403
+
+
+async def test_each_township_hears_the_monthly_warning_for_its_own_units(
+    apps: dict[str, ModuleType], infra: Infra, township: TownshipClient, tap: Tap
+) -> None:
+    tag = "wt" + secrets.token_hex(3)
+    mine, other = f"{tag}-a", f"{tag}-b"
+    queue_name = await declare_reply_queue(infra.amqp_url, mine)
+    units = [(f"{mine}-u{n}", mine) for n in range(3)] + [(f"{other}-u0", other)]
+    await register(
+        township,
+        tap,
+        *(UnitRegistered(unit_id=u, name=u, kind=UnitKind.SCHOOL, township_id=t) for u, t in units),
+    )
+    activities = apps["activities"]
+    for unit_id, _ in units:
+        await eventually(lambda unit_id=unit_id: _known(activities, unit_id))
+    starts = datetime(2018, 3, 12, 2, 0, tzinfo=UTC)
+    plan = ActivityScheduled(
+        activity_id=f"{tag}-a0",
+        unit_id=units[0][0],
+        title="t",
+        starts_at=starts,
+        ends_at=starts + timedelta(hours=2),
+    )
+    await township.publish(
+        new_event(ActivityScheduledEvent, plan, source="/townships/t", time=starts - timedelta(days=3))
+    )
+    await tap.wait_for(lambda e: isinstance(e, ActivityScheduledEvent) and e.subject == plan.activity_id)
+
+    warning = await activities.issue_monthly_warning("2018-03", datetime(2018, 3, 25, tzinfo=UTC))
+    assert warning is not None and {f"{mine}-u1", f"{other}-u0"} <= set(warning.data.unit_ids)
+    connection = await aio_pika.connect_robust(infra.amqp_url)
+    try:
+        channel = await connection.channel()
+        queue = await channel.get_queue(queue_name, ensure=True)
+        heard = None
+        for _ in range(300):  # the outbox relays it shortly
+            message = await queue.get(fail=False, no_ack=True)
+            if message is not None:
+                heard = MonthlyWarningEvent.model_validate_json(message.body)
+                if heard.data.period == "2018-03":
+                    break
+            await asyncio.sleep(0.2)
+    finally:
+        await connection.close()
+    assert heard is not None and heard.type == "wmsj.monthly-warning.issued.v1"
+    assert heard.data.unit_ids == [f"{mine}-u1", f"{mine}-u2"] and heard.data.units_known == 3

@@ -34,7 +34,7 @@ const WORDS = {
     todoLate: "逾期报送", todoOrders: "临近升级的四单（见活动服务）", nothing: "（无）",
     pairThis: "被标记的资料", pairOther: "另一处出现", exif: "拍摄时间（EXIF）", reported: "报送时间",
     verdictBoth: "两者均认可", verdictThis: "认可本条、驳回另一条", verdictOther: "认可另一条（原件）、驳回本条",
-    verdictNeither: "两者均驳回", reason: "理由", submitVerdict: "提交审核意见", settled: "已审核",
+    verdictNeither: "两者均驳回", reviewState: "审核状态", notFlagged: "未标记（计分）", reason: "理由", submitVerdict: "提交审核意见", settled: "已审核",
     published: (v, n) => `已发布第 ${v} 版（${n} 个项目），等待活动服务确认…`, accepted_on_bus: (v) => `第 ${v} 版已生效`,
     keptVersion: (y, v) => (v ? `${y} 年现行清单：第 ${v} 版` : `${y} 年尚无清单`), refused: "被拒绝：",
     recorded: "督查已录入，得分已更新", signals: { "same-file": "同一文件重复使用", "near-duplicate": "近似照片", "taken-before-activity": "拍摄早于活动" },
@@ -65,7 +65,7 @@ const WORDS = {
     todoLate: "Late reports", todoOrders: "四单 orders near escalation (activities service)", nothing: "(none)",
     pairThis: "Flagged", pairOther: "Other occurrence", exif: "Taken (EXIF)", reported: "Reported",
     verdictBoth: "Accept both", verdictThis: "Accept this, reject the other", verdictOther: "Accept the other (original), reject this",
-    verdictNeither: "Reject both", reason: "Reason", submitVerdict: "Submit verdict", settled: "settled",
+    verdictNeither: "Reject both", reviewState: "Review", notFlagged: "not flagged (counts)", reason: "Reason", submitVerdict: "Submit verdict", settled: "settled",
     published: (v, n) => `Published version ${v} (${n} projects); waiting for the activities service…`, accepted_on_bus: (v) => `version ${v} in force`,
     keptVersion: (y, v) => (v ? `${y}: version ${v} in force` : `${y}: no list yet`), refused: "Refused: ",
     recorded: "Inspection recorded; score updated", signals: { "same-file": "same file", "near-duplicate": "near duplicate", "taken-before-activity": "taken before the activity" },
@@ -80,6 +80,7 @@ const KINDS = {
     practice_centre: "practice centre", practice_institute: "practice institute", practice_station: "practice station",
     general_team: "general team", brigade: "brigade", squad: "squad" },
 };
+const TOWNSHIP_KINDS = ["township", "town", "street"]; // 乡/镇/街道: each is its own township
 let lang = "zh";
 const t = (k) => WORDS[lang][k];
 const kindName = (k) => (k ? KINDS[lang][k] || k : "");
@@ -205,7 +206,8 @@ function showRanking() {
     const link = el("a", r.unit_id, { class: "link" });
     link.onclick = () => showDetail(r.unit_id);
     cell(tr, "").appendChild(link);
-    const township = r.township_id ? (state.names[r.township_id] || r.township_id) : t("cityLevel");
+    const own = TOWNSHIP_KINDS.includes(r.kind) ? r.unit_id : r.township_id;
+    const township = own ? (state.names[own] || own) : t("cityLevel");
     [r.name, kindName(r.kind), township, r.score, r.max_score, r.rank_in_kind, r.rank_in_township_id,
       r.vetoed ? t("veto") : r.list ? t(r.list) : ""].forEach((v) => cell(tr, v));
     tr.children[5].className = "score";
@@ -245,7 +247,8 @@ document.querySelectorAll("#ranking th[data-sort]").forEach((th) => {
 function fillFilters() {
   const townships = new Map(), kinds = new Set();
   for (const r of state.rows) {
-    if (r.township_id) townships.set(r.township_id, state.names[r.township_id] || r.township_id);
+    const own = TOWNSHIP_KINDS.includes(r.kind) ? r.unit_id : r.township_id;
+    if (own) townships.set(own, state.names[own] || own);
     if (r.kind) kinds.add(r.kind);
   }
   for (const [select, entries] of [["township", [...townships.entries()].sort()], ["kind", [...kinds].sort().map((k) => [k, kindName(k)])]]) {
@@ -402,7 +405,7 @@ async function showHeatmap() {
     const info = map.info[unit] || {};
     if (f.kind && info.kind !== f.kind) continue;
     if (f.search && !((info.name || "").toLowerCase().includes(f.search) || unit.toLowerCase().includes(f.search))) continue;
-    const township = info.township_id || (["township", "town", "street"].includes(info.kind) ? unit : "");
+    const township = TOWNSHIP_KINDS.includes(info.kind) ? unit : info.township_id || "";
     if (f.township && township !== f.township) continue;
     if (!groups.has(township)) groups.set(township, []);
     groups.get(township).push([unit, info, counts]);
@@ -542,7 +545,8 @@ async function showReviews() {
       if (!side) { div.appendChild(el("p", t("none"))); box.appendChild(div); continue; }
       const dl = el("ul");
       [[t("name"), `${side.unit_name || side.unit_id}（${side.unit_id}）`], [t("activity"), side.activity_id], [t("evidence"), side.evidence_id],
-        [t("reported"), fmtTime(side.reported_at)], [t("exif"), "…"], [t("list"), side.review ? t(side.review) : t("flaggedWait")]]
+        [t("reported"), fmtTime(side.reported_at)], [t("exif"), "…"],
+        [t("reviewState"), side.review ? t(side.review) : side.flagged ? t("flaggedWait") : t("notFlagged")]]
         .forEach(([k, v]) => dl.appendChild(el("li", `${k}：${v}`)));
       div.appendChild(dl);
       const exif = dl.children[4];
