@@ -585,8 +585,8 @@ def router(
             "incomplete_evidence": incomplete,
             "flagged_evidence": flagged,
             "late_reports": late,
-            # 四单 orders near escalation are the activities service's: its API lists them
-            # (GET /orders with the same township key); supervision does not keep orders.
+            # 四单 orders near escalation are the activities service's, which has no API that
+            # lists a township's open orders yet; supervision keeps no orders (a known gap).
             "orders_near_escalation": None,
         }
 

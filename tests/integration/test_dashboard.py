@@ -194,11 +194,11 @@ async def test_sign_in_filter_to_a_township_open_a_unit_see_its_chart_and_downlo
     await shot(page, "ranking")
 
     await page.click(f"#row-{unit_id} a")
-    await page.wait_for_selector("#detail", state="visible")
-    await page.wait_for_selector("#chart-unit canvas")
+    await page.wait_for_selector(f"#detail[data-loaded='{unit_id}'] #chart-unit canvas")
     assert int(await page.get_attribute("#chart-unit", "data-ready") or 0) > 1  # items and the score line
     monthly = await page.locator("#breakdown tr.item-monthly_activity td").all_inner_texts()
     assert monthly[:4] == ["monthly_activity", "月月有活动", "30", "30"]
+    assert monthly[4] == "2020-06 完成活动 1 次（要求 1）：达标"
     assert await page.inner_text("#detail-score") == "100 / 100"
     await shot(page, "unit")
 
@@ -210,6 +210,9 @@ async def test_sign_in_filter_to_a_township_open_a_unit_see_its_chart_and_downlo
     await page.wait_for_selector(f"#heat-row-{unit_id}")
     assert "禾青镇第一村" in await page.inner_text(f"#heat-row-{unit_id}")
     await shot(page, "heatmap")
+    await page.click("#lang")  # English on request
+    assert await page.inner_text("[data-tab=heatmap-tab]") == "Coverage"
+    await page.click("#lang")
 
     async with page.expect_download() as waiting:
         await page.click("#bulletin-docx")
@@ -349,6 +352,13 @@ async def test_one_verdict_settles_a_flagged_pair_and_the_score_changes(
     await page.wait_for_function(
         f"() => !document.getElementById('pair-{photos[1]}').textContent.includes('…')"  # the EXIF times asked for
     )
+    # Both photos, side by side, loaded from the object store through view links.
+    for evidence_id in photos:
+        image = pair.locator(f"#evidence-{evidence_id} img")
+        await page.wait_for_function(
+            f"() => document.querySelector('#pair-{photos[1]} #evidence-{evidence_id} img')?.dataset.loaded"
+        )
+        assert await image.get_attribute("data-loaded") == "true"
     await shot(page, "office-review")
     await pair.locator("select").select_option("both")
     await pair.locator("button[type=submit]").click()
@@ -367,6 +377,25 @@ async def test_one_verdict_settles_a_flagged_pair_and_the_score_changes(
     await page.wait_for_function(
         f"() => document.getElementById('detail-score').textContent.startsWith('{after['score']:g}')"
     )
+    await page.wait_for_selector(f"#detail[data-loaded='{units[1]}'] #activities img[data-loaded='true']")
     await shot(page, "unit-after-review")
     await http.aclose()
     assert township.rejections == []
+
+
+async def test_a_township_signs_in_and_sees_only_its_to_do(
+    apps: dict[str, ModuleType], tap: Tap, page: Any, dashboard_url: str
+) -> None:
+    await township_named(apps, "t-pw-a", "禾青镇")
+    done = await named_unit(apps, tap, "禾青镇第一村", "t-pw-a")
+    elsewhere = await named_unit(apps, tap, "金竹山镇第二村", "t-pw-z")
+    await sign_in(page, dashboard_url, "t-pw-a-key")
+    await show_period(page, "2020-06")
+    await page.wait_for_selector("#todo-without")
+    assert await page.is_hidden("#office-tab-button")
+    ranking = await page.locator("#ranking tbody tr").all_inner_texts()
+    assert not any(elsewhere in r for r in ranking)
+    without = await page.inner_text("#todo-without")
+    assert "禾青镇" in without and "禾青镇第一村" not in without and "金竹山" not in without
+    await shot(page, "township-todo")
+    assert done

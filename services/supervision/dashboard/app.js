@@ -31,7 +31,7 @@ const WORDS = {
     cityLevel: "市直", mean: "平均得分", activeUnits: "开展活动单位数", activitiesDone: "完成活动",
     completeShare: "资料齐全", noPhotoLink: "照片暂不可见", open: "打开", signInForPhotos: "重新登录后可查看照片",
     todoWithout: "未完成活动的单位", todoIncomplete: "图文资料不齐全的活动", todoFlagged: "疑似问题待审核的资料",
-    todoLate: "逾期报送", todoOrders: "临近升级的四单（见活动服务）", nothing: "（无）",
+    todoLate: "逾期报送", todoOrders: "临近升级的四单", ordersElsewhere: "四单订单由活动服务管理，它尚无按乡镇列出临近升级订单的接口：本页暂不显示（升级时市文明办会收到通知）。", nothing: "（无）",
     pairThis: "被标记的资料", pairOther: "另一处出现", exif: "拍摄时间（EXIF）", reported: "报送时间",
     verdictBoth: "两者均认可", verdictThis: "认可本条、驳回另一条", verdictOther: "认可另一条（原件）、驳回本条",
     verdictNeither: "两者均驳回", reviewState: "审核状态", notFlagged: "未标记（计分）", reason: "理由", submitVerdict: "提交审核意见", settled: "已审核",
@@ -62,7 +62,7 @@ const WORDS = {
     cityLevel: "city level", mean: "Mean score", activeUnits: "Units with an activity", activitiesDone: "Activities",
     completeShare: "Complete evidence", noPhotoLink: "no view link", open: "open", signInForPhotos: "sign in again to see photos",
     todoWithout: "Units without a completed activity", todoIncomplete: "Activities with incomplete evidence", todoFlagged: "Flagged evidence awaiting review",
-    todoLate: "Late reports", todoOrders: "四单 orders near escalation (activities service)", nothing: "(none)",
+    todoLate: "Late reports", todoOrders: "四单 orders near escalation", ordersElsewhere: "Orders are the activities service's, which has no API listing a township's orders near escalation yet: not shown here.", nothing: "(none)",
     pairThis: "Flagged", pairOther: "Other occurrence", exif: "Taken (EXIF)", reported: "Reported",
     verdictBoth: "Accept both", verdictThis: "Accept this, reject the other", verdictOther: "Accept the other (original), reject this",
     verdictNeither: "Reject both", reviewState: "Review", notFlagged: "not flagged (counts)", reason: "Reason", submitVerdict: "Submit verdict", settled: "settled",
@@ -83,6 +83,29 @@ const KINDS = {
 const TOWNSHIP_KINDS = ["township", "town", "street"]; // 乡/镇/街道: each is its own township
 let lang = "zh";
 const t = (k) => WORDS[lang][k];
+// The scoring rules explain each item in English words (the API's, for every client); the
+// page says the same in Chinese.
+const REASONS = [
+  [/^VETO: /, "一票否决："], [/^no veto: /, "未触发否决："], [/^grade (C#|[ABC]): /, "等级 $1："],
+  [/no activity completed in (\d{4}(?:-Q?\d+)?)/g, "$1 无已完成活动"],
+  [/(\d+) activities completed in (\d{4}(?:-Q?\d+)?)/g, "$2 完成活动 $1 次"],
+  [/ \(needs ([\d.]+)\): met/, "（要求 $1）：达标"], [/ \(needs ([\d.]+)\): not met/, "（要求 $1）：未达标"],
+  [/no key project due in (\d{4}(?:-Q?\d+)?)/, "$1 无应开展的重点项目"],
+  [/(\d+) of (\d+) key projects due in (\d{4}(?:-Q?\d+)?) done/, "$3 应开展重点项目 $2 项，完成 $1 项"],
+  [/(\d+) of (\d+) completed activities have their evidence/, "已完成活动 $2 次，图文资料齐全 $1 次"],
+  [/(\d+) activities reported late or not yet/, "逾期或未报送 $1 次"],
+  [/([\d.]+) volunteer attendances/, "志愿者参与 $1 人次"], [/([\d.]+) service hours/, "服务时长 $1 小时"],
+  [/no rated 四单 order/, "无四单评价"], [/(\d+) rated orders, mean ([\d.]+) of 5/, "四单评价 $1 条，平均 $2 星"],
+  [/, counted as (C#|[ABC])/, "，按 $1 计"], [/(\d+) findings/, "督查发现问题 $1 次"],
+  [/, −([\d.]+) each \(floor (-?[\d.]+)\)/, "，每次扣 $1 分（最低 $2）"],
+  [/, \+([\d.]+) each beyond (\d+)/, "，超过 $2 次后每次加 $1 分"],
+  [/not assessed by an inspector: default ([\d.]+)/, "未经督查评定：默认 $1"], [/not assessed/, "未评定"],
+  [/set by inspection (\S+)/, "由督查 $1 评定"], [/^mean of /, "平均："],
+];
+function reasonText(text) {
+  if (lang !== "zh") return text;
+  return REASONS.reduce((s, [pattern, zh]) => s.replace(pattern, zh), text || "");
+}
 const kindName = (k) => (k ? KINDS[lang][k] || k : "");
 function applyWords() {
   document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
@@ -171,7 +194,9 @@ function thisMonth() {
 const charts = {};
 function chart(id) {
   if (typeof echarts === "undefined") return null;
-  if (!charts[id]) charts[id] = echarts.init($(id));
+  if (!charts[id]) {
+    charts[id] = echarts.init($(id));
+  }
   return charts[id];
 }
 
@@ -230,6 +255,7 @@ function showRanking() {
     const ol = $(which + "-list");
     ol.replaceChildren();
     const due = state.rows.length === 0 || state.rows[0].due;
+    ol.className = due ? "" : "not-due";
     if (!due) { ol.appendChild(el("li", t("noLists"))); continue; }
     rows.filter((r) => r.list === which).sort((a, b) => a.rank - b.rank)
       .forEach((r) => ol.appendChild(el("li", `${r.name || r.unit_id}（${r.score}）`)));
@@ -263,6 +289,7 @@ function fillFilters() {
 // ------------------------------------------------------------------ a unit
 async function showDetail(unitId) {
   state.unit = unitId;
+  delete $("detail").dataset.loaded;
   const period = filters().period;
   const score = await api("/scores/" + encodeURIComponent(unitId) + "?" + q({ period }));
   $("detail").hidden = false;
@@ -274,7 +301,7 @@ async function showDetail(unitId) {
   for (const i of score.breakdown) {
     const tr = document.createElement("tr");
     tr.className = "item-" + i.rule;
-    [i.rule, i.label, i.points, i.max_points, i.reason, i.facts.join(" ")].forEach((v) => cell(tr, v));
+    [i.rule, i.label, i.points, i.max_points, reasonText(i.reason), i.facts.join(" ")].forEach((v) => cell(tr, v));
     body.appendChild(tr);
   }
   await showUnitChart(unitId, period.slice(0, 4));
@@ -293,6 +320,7 @@ async function showDetail(unitId) {
     ab.appendChild(tr);
   }
   await Promise.all(shown);
+  $("detail").dataset.loaded = unitId; // drawn, photos included
   $("detail").scrollIntoView();
 }
 
@@ -309,7 +337,7 @@ async function showUnitChart(unitId, year) {
   }));
   series.push({ name: t("score"), type: "line", data: months.map((m) => (byMonth[m] ? byMonth[m].score : null)) });
   const c = chart("chart-unit");
-  if (c) c.setOption({ tooltip: { trigger: "axis" }, legend: { top: 0 }, grid: { top: 60 }, xAxis: { type: "category", data: months.map((m) => m.slice(5) + (lang === "zh" ? "月" : "")) }, yAxis: { type: "value", max: 110 }, series }, true);
+  if (c) c.setOption({ animation: false, tooltip: { trigger: "axis" }, legend: { top: 0 }, grid: { top: 60 }, xAxis: { type: "category", data: months.map((m) => m.slice(5) + (lang === "zh" ? "月" : "")) }, yAxis: { type: "value", min: 0, max: 110 }, series }, true); // no animation: captured and printed as drawn
   $("chart-unit").dataset.ready = String(series.length);
 }
 
@@ -370,25 +398,25 @@ async function showCharts() {
   ]);
   const months = trend.months.map((m) => m.slice(5) + (lang === "zh" ? "月" : ""));
   let c = chart("chart-trend");
-  if (c) c.setOption({
+  if (c) c.setOption({ animation: false,
     tooltip: { trigger: "axis" }, legend: { top: 0 }, xAxis: { type: "category", data: months },
-    yAxis: [{ type: "value", name: t("mean"), max: 110 }, { type: "value", name: t("activeUnits") }],
+    yAxis: [{ type: "value", name: t("mean"), min: 0, max: 100 }, { type: "value", name: t("activeUnits"), minInterval: 1 }],
     series: [{ name: t("mean"), type: "line", data: trend.mean }, { name: t("activeUnits"), type: "bar", yAxisIndex: 1, data: trend.active }],
   }, true);
   c = chart("chart-distribution");
   if (c) {
     const bands = ["<60", "60-79", "80-89", "≥90"];
-    c.setOption({
+    c.setOption({ animation: false,
       tooltip: { trigger: "axis" }, legend: { top: 0 }, xAxis: { type: "category", data: dist.map((d) => d.name) },
-      yAxis: { type: "value", name: t("units") },
+      yAxis: [{ type: "value", name: t("units"), minInterval: 1 }, { type: "value", name: t("mean"), min: 0, max: 100 }],
       series: bands.map((b) => ({ name: b, type: "bar", stack: "bands", data: dist.map((d) => d.bands[b]) }))
-        .concat([{ name: t("mean"), type: "scatter", symbolSize: 12, data: dist.map((d) => d.mean), yAxisIndex: 0 }]),
+        .concat([{ name: t("mean"), type: "scatter", symbolSize: 12, data: dist.map((d) => d.mean), yAxisIndex: 1 }]),
     }, true);
   }
   c = chart("chart-completeness");
-  if (c) c.setOption({
+  if (c) c.setOption({ animation: false,
     tooltip: { trigger: "axis" }, legend: { top: 0 }, xAxis: { type: "category", data: comp.map((d) => d.name) },
-    yAxis: { type: "value" },
+    yAxis: { type: "value", minInterval: 1 },
     series: [{ name: t("activitiesDone"), type: "bar", data: comp.map((d) => d.activities) },
       { name: t("completeShare"), type: "bar", data: comp.map((d) => d.complete) }],
   }, true);
@@ -456,6 +484,7 @@ async function showTodo() {
   section("todo-flagged", t("todoFlagged"), todo.flagged_evidence, (e) => `${e.name}：${e.evidence_id}（${e.activity_id}）`);
   section("todo-late", t("todoLate"), todo.late_reports, (a) => `${a.name}：${a.activity_id}，${lang === "zh" ? "截止" : "due"} ${fmtTime(a.deadline)}`);
   section("todo-orders", t("todoOrders"), todo.orders_near_escalation, () => "");
+  if (todo.orders_near_escalation === null) $("todo-orders").appendChild(el("p", t("ordersElsewhere"), { class: "hint" }));
 }
 
 // ------------------------------------------------------------------ office actions
@@ -678,6 +707,7 @@ async function signedIn(who) {
     currentTab = "todo-tab";
   }
   await load();
+  if (who.role !== "office") $("who").textContent = (lang === "zh" ? "乡镇 " : "township ") + (state.names[who.township_id] || who.township_id);
   await switchTab(currentTab);
 }
 $("signin-form").onsubmit = async (e) => {
