@@ -574,6 +574,35 @@ def router(
                             "deadline": deadline,
                         }
                     )
+        # A flag concerns a pair: the unit whose evidence is the *other* occurrence sees it too
+        # (it may be the original, reported later than its copy).
+        flagged_docs = await facts.activities_flagged()
+        others = await facts.activities_by_id(
+            sorted(
+                {
+                    f["other_activity_id"]
+                    for d in flagged_docs
+                    for f in d.get("flags", [])
+                    if f.get("other_activity_id")
+                }
+            )
+        )
+        for doc in flagged_docs:
+            reviews = {r["evidence_id"]: r["verdict"] for r in doc.get("reviews", [])}
+            for flag in doc.get("flags", []):
+                other = flag.get("other_unit_id") or (
+                    others.get(flag.get("other_activity_id") or "") or {}
+                ).get("unit_id")
+                if other in units and reviews.get(flag["evidence_id"]) is None:
+                    flagged.append(
+                        {
+                            "unit_id": other,
+                            "name": units[other].get("name") or other,
+                            "activity_id": flag.get("other_activity_id"),
+                            "evidence_id": flag.get("other_evidence_id"),
+                            "paired_with": flag["evidence_id"],
+                        }
+                    )
         return {
             "period": period,
             "due": is_due(period, now, rules),

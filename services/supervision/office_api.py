@@ -75,6 +75,7 @@ def router(facts: FactStore, rules: RuleSet, sessions: Sessions, desk: OfficeDes
             "year": year,
             "version": doc["version"] if doc else None,
             "projects": doc["projects"] if doc else [],
+            "versions": doc.get("versions", []) if doc else [],
         }
 
     @api.post("/projects/preview")

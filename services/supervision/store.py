@@ -261,11 +261,24 @@ class FactStore:
     ) -> bool:
         """Keep the year's list unless a higher version is kept."""
         current = await self.projects.find_one({"_id": year}, session=session)
+        # Every version is remembered (the office's page lists them), whatever its order.
+        summary = {"version": version, "projects": len(projects)}
+        history = [v for v in (current or {}).get("versions", []) if v["version"] != version]
         if current and current["version"] >= version:
+            await self.projects.update_one(
+                {"_id": year},
+                {"$set": {"versions": sorted([*history, summary], key=lambda v: v["version"])}},
+                session=session,
+            )
             return False
         await self.projects.replace_one(
             {"_id": year},
-            {"_id": year, "version": version, "projects": projects},
+            {
+                "_id": year,
+                "version": version,
+                "projects": projects,
+                "versions": sorted([*history, summary], key=lambda v: v["version"]),
+            },
             upsert=True,
             session=session,
         )

@@ -270,6 +270,7 @@ async def test_the_office_publishes_the_key_project_list_from_a_spreadsheet(
     assert "留守儿童" in await page.inner_text("#project-P-PW-1")
     await page.click("#projects-publish-button")
     await page.wait_for_selector("#projects-kept[data-version='1']", timeout=120_000)
+    assert "历史版本：第 1 版（2 项）" in await page.inner_text("#projects-kept")
     assert "第 1 版已生效" in await page.inner_text("#projects-status")
     await shot(page, "office-projects")
     # Kept by supervision from the activities service's accepted event: it went over the bus
@@ -342,6 +343,13 @@ async def test_one_verdict_settles_a_flagged_pair_and_the_score_changes(
     before = await score_of(units[1])
     evidence_before = next(i for i in before["breakdown"] if i["rule"] == "evidence")
     assert evidence_before["points"] == 0
+
+    # Both units have the pair on their to-do until the office decides.
+    todo = (await http.get("/todo", params={"period": period, "township_id": "t-pw-pair"})).json()
+    assert {(f["unit_id"], f["evidence_id"]) for f in todo["flagged_evidence"]} == {
+        (units[1], photos[1]),
+        (units[0], photos[0]),
+    }
 
     await sign_in(page, dashboard_url)
     await page.click("[data-tab=office-tab]")

@@ -493,8 +493,7 @@ async function showOffice() {
   const year = $("projects-year").value || filters().period.slice(0, 4);
   $("projects-year").value = year;
   const kept = await api("/office/projects?" + q({ year }));
-  $("projects-kept").textContent = t("keptVersion")(year, kept.version);
-  $("projects-kept").dataset.version = kept.version || "";
+  showKept(year, kept);
   await showReviews();
   const rules = await api("/rules");
   const select = $("inspection-rule");
@@ -506,6 +505,12 @@ async function showOffice() {
     }
     select.appendChild(el("option", "一票否决（严重问题）", { value: "serious_violation", "data-mode": "veto" }));
   }
+}
+
+function showKept(year, kept) {
+  const versions = (kept.versions || []).map((v) => (lang === "zh" ? `第 ${v.version} 版（${v.projects} 项）` : `v${v.version} (${v.projects})`));
+  $("projects-kept").textContent = t("keptVersion")(year, kept.version) + (versions.length ? (lang === "zh" ? "；历史版本：" : "; versions: ") + versions.join("，") : "");
+  $("projects-kept").dataset.version = kept.version || "";
 }
 
 function projectFile() {
@@ -550,8 +555,7 @@ $("projects-publish-button").onclick = async () => {
       const kept = await api("/office/projects?" + q({ year }));
       if (kept.version >= done.version) {
         $("projects-status").textContent = t("accepted_on_bus")(kept.version);
-        $("projects-kept").textContent = t("keptVersion")(year, kept.version);
-        $("projects-kept").dataset.version = kept.version;
+        showKept(year, kept);
         return;
       }
     }
