@@ -473,6 +473,17 @@ service.on_start += [
 office_desk = OfficeDesk(settings.office_amqp_url or settings.amqp_url)
 
 
+async def close_office_desk_at_stop() -> None:
+    """The office's connection (opened by the first action in the page) closes with the service."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await office_desk.close()
+
+
+service.background.append(close_office_desk_at_stop)
+
+
 def create_app() -> FastAPI:
     def routes(app: FastAPI) -> None:
         api.mount(

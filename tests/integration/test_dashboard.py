@@ -231,9 +231,10 @@ async def test_sign_in_filter_to_a_township_open_a_unit_see_its_chart_and_downlo
     assert downloads == []
 
 
-async def test_the_office_publishes_the_key_project_list_from_a_spreadsheet(
-    apps: dict[str, ModuleType], page: Any, dashboard_url: str, tmp_path: Path
+async def test_the_office_publishes_the_key_project_list_and_records_an_inspection(
+    apps: dict[str, ModuleType], tap: Tap, page: Any, dashboard_url: str, tmp_path: Path
 ) -> None:
+    inspected = await named_unit(apps, tap, "禾青镇督查村", "t-pw-insp")
     await sign_in(page, dashboard_url)
     await page.click("[data-tab=office-tab]")
     await page.wait_for_selector("#projects-kept")
@@ -273,6 +274,19 @@ async def test_the_office_publishes_the_key_project_list_from_a_spreadsheet(
     assert "历史版本：第 1 版（2 项）" in await page.inner_text("#projects-kept")
     assert "第 1 版已生效" in await page.inner_text("#projects-status")
     await shot(page, "office-projects")
+
+    # An inspection, from the form with the rules' items: the score drops at once.
+    await page.fill("#inspection-unit", inspected)
+    await page.fill("#inspection-date", "2020-06-20")
+    await page.select_option("#inspection-rule", "inspection_findings")
+    await page.fill("#inspection-count", "1")
+    await page.fill("#inspection-note", "活动记录不全")
+    await page.click("#inspection-form button[type=submit]")
+    await page.wait_for_function(
+        "() => document.getElementById('inspection-status').textContent.includes('督查已录入')"
+    )
+    score = (await apps["supervision"].scores.get(inspected, "2020-06")).score
+    assert score == 95
     # Kept by supervision from the activities service's accepted event: it went over the bus
     # as the office and was accepted.
     kept = await apps["supervision"].facts.project_list(year)

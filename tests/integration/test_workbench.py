@@ -212,7 +212,12 @@ async def test_the_bulletin_equals_the_api(
     reader = PdfReader(io.BytesIO(response.content))
     pdf_text = "".join(page.extract_text() for page in reader.pages)
     assert "文明实践工作督查通报" in pdf_text and "禾青镇通报村" in pdf_text
-    assert f"参评单位{len(rows)}" in pdf_text.replace(" ", "").replace("\n", "")
+    flat = pdf_text.replace(" ", "").replace("\n", "")
+    assert f"参评单位{len(rows)}" in flat
+    assert f"红榜单位{len(lists['red'])}" in flat and f"黑榜单位{len(lists['black'])}" in flat
+    for listed in lists["red"][:20] + lists["black"][:20]:
+        assert (listed["name"] or listed["unit_id"]).replace(" ", "") in flat
+    assert f"1禾青镇通报村村{mine['score']:g}" in flat  # its township's ranking row
     embedded = [
         f.get_object()["/DescendantFonts"][0].get_object()["/FontDescriptor"].get_object()
         for page in reader.pages
