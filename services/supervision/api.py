@@ -32,7 +32,7 @@ from services.supervision.domain import (
     rank,
     score_year,
 )
-from services.supervision.labels import kind_label, list_label
+from services.supervision.labels import kind_label, list_label, township_of
 from services.supervision.session import Sessions, is_page, security_headers
 from services.supervision.sheets import add_sheet, csv_bytes, xlsx_bytes
 from services.supervision.store import FactStore, ScoreStore, score_fields, to_activity
@@ -394,7 +394,7 @@ def router(
         names = {r["unit_id"]: r.get("name") for r in rows}
         groups: dict[str, list[float]] = {}
         for r in rows:
-            groups.setdefault(r.get("township_id") or "", []).append(r["score"])
+            groups.setdefault(township_of(r) or "", []).append(r["score"])
         return [
             {
                 "township_id": t,
@@ -415,7 +415,7 @@ def router(
             unit = units.get(doc["unit_id"])
             if unit is None:
                 continue
-            township = unit.get("township_id") or ""
+            township = township_of(unit) or ""
             entry = out.setdefault(
                 township,
                 {

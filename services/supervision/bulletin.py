@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from services.supervision.domain import CITY_TIME
-from services.supervision.labels import kind_label
+from services.supervision.labels import kind_label, township_of
 
 # Debian's fonts-wqy-microhei (scripts/setup.sh, the image): one font with every Chinese
 # character, embedded in the PDF so it reads the same on any machine.
@@ -106,7 +106,7 @@ def compose(
 
     townships: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        townships.setdefault(str(r.get("township_id") or "市直"), []).append(r)
+        townships.setdefault(township_of(r) or "市直", []).append(r)
     for township_id, members in sorted(townships.items()):
         title = f"{names.get(township_id, township_id)} 排名"
         ranked = sorted(members, key=lambda r: r["rank_in_township_id"])
@@ -134,7 +134,7 @@ def compose(
                 [
                     str(names[r["unit_id"]]),
                     kind_label(r.get("kind")),
-                    str(names.get(r.get("township_id") or "", r.get("township_id") or "")),
+                    str(names.get(township_of(r) or "", township_of(r) or "市直")),
                 ]
                 for r in idle
             ],

@@ -32,3 +32,15 @@ def list_label(row: dict[str, object]) -> str:
         return "一票否决"
     found = row.get("list")
     return LISTS.get(found if isinstance(found, str) else None, "")
+
+
+TOWNSHIP_KINDS = frozenset({"township", "town", "street"})  # 乡/镇/街道: each is its own township
+
+
+def township_of(unit: dict[str, object]) -> str | None:
+    """The township a unit belongs to: itself for a township, town or street (as
+    ``shared.identity.owning_township`` says), else its ``township_id`` (None: city level)."""
+    if unit.get("kind") in TOWNSHIP_KINDS:
+        return str(unit.get("unit_id"))
+    found = unit.get("township_id")
+    return str(found) if found else None
