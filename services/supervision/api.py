@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,6 +36,7 @@ from services.supervision.labels import kind_label, list_label, township_of
 from services.supervision.session import Sessions, is_page, security_headers
 from services.supervision.sheets import add_sheet, csv_bytes, xlsx_bytes
 from services.supervision.store import FactStore, ScoreStore, score_fields, to_activity
+from services.supervision.todo import FlaggedPair, township_todo
 from shared.auth import Caller
 from shared.events.supervision import InspectionRecorded, InspectionRecordedEvent
 from shared.messaging import InvalidEvent
@@ -426,9 +427,7 @@ def router(
                 },
             )
             entry["activities"] += 1
-            entry["complete"] += (
-                1 if to_activity(doc).complete_with is not None and counted_complete(doc) else 0
-            )
+            entry["complete"] += 1 if counted_complete(doc) else 0
         return [out[t] for t in sorted(out)]
 
     # ------------------------------------------------------------------ bulletin
@@ -519,63 +518,9 @@ def router(
         units = await units_for(caller)
         if township_id:
             units = {k: u for k, u in units.items() if township_id in (u.get("township_id"), k)}
-        months = months_of(period)
-        docs = [d for d in await facts.activities_of_months(months) if d["unit_id"] in units]
-        done = {d["unit_id"] for d in docs}
+        docs = [d for d in await facts.activities_of_months(months_of(period)) if d["unit_id"] in units]
         projects = {p.project_id: p for p in await facts.projects_of(int(period[:4]))}
-        incomplete, flagged, late = [], [], []
         now = datetime.now(UTC)
-        for doc in sorted(docs, key=lambda d: d["_id"]):
-            activity = to_activity(doc)
-            project = projects.get(activity.project_id or "")
-            need = project.min_photos if project else 1
-            days = project.report_within_days if project else rules.late_after_days
-            counted = [e for e in activity.evidence if e.counts]
-            photos = [e for e in counted if e.content_type.startswith("image/")]
-            reports = [e for e in counted if not e.content_type.startswith("image/")]
-            name = units[activity.unit_id].get("name") or activity.unit_id
-            if not counted_complete(doc):
-                missing = []
-                if len(photos) < need:
-                    missing.append(f"还差 {need - len(photos)} 张照片")
-                if not reports:
-                    missing.append("缺文字报告")
-                incomplete.append(
-                    {
-                        "unit_id": activity.unit_id,
-                        "name": name,
-                        "activity_id": activity.activity_id,
-                        "photos": len(photos),
-                        "min_photos": need,
-                        "missing": missing or ["等待图文资料核验"],
-                    }
-                )
-            for e in activity.evidence:
-                if e.flagged and e.review is None:
-                    flagged.append(
-                        {
-                            "unit_id": activity.unit_id,
-                            "name": name,
-                            "activity_id": activity.activity_id,
-                            "evidence_id": e.evidence_id,
-                        }
-                    )
-            if activity.ended_at:
-                deadline = activity.ended_at + timedelta(days=days)
-                reported = sorted(e.reported for e in counted)
-                if (len(reported) < max(need, 1) and now > deadline) or (
-                    reported and len(reported) >= max(need, 1) and reported[max(need, 1) - 1] > deadline
-                ):
-                    late.append(
-                        {
-                            "unit_id": activity.unit_id,
-                            "name": name,
-                            "activity_id": activity.activity_id,
-                            "deadline": deadline,
-                        }
-                    )
-        # A flag concerns a pair: the unit whose evidence is the *other* occurrence sees it too
-        # (it may be the original, reported later than its copy).
         flagged_docs = await facts.activities_flagged()
         others = await facts.activities_by_id(
             sorted(
@@ -587,33 +532,29 @@ def router(
                 }
             )
         )
-        for doc in flagged_docs:
-            reviews = {r["evidence_id"]: r["verdict"] for r in doc.get("reviews", [])}
-            for flag in doc.get("flags", []):
-                other = flag.get("other_unit_id") or (
-                    others.get(flag.get("other_activity_id") or "") or {}
-                ).get("unit_id")
-                if other in units and reviews.get(flag["evidence_id"]) is None:
-                    flagged.append(
-                        {
-                            "unit_id": other,
-                            "name": units[other].get("name") or other,
-                            "activity_id": flag.get("other_activity_id"),
-                            "evidence_id": flag.get("other_evidence_id"),
-                            "paired_with": flag["evidence_id"],
-                        }
-                    )
+        pairs = [
+            FlaggedPair(
+                evidence_id=flag["evidence_id"],
+                unit_id=doc["unit_id"],
+                activity_id=doc["_id"],
+                review=next(
+                    (r["verdict"] for r in doc.get("reviews", []) if r["evidence_id"] == flag["evidence_id"]),
+                    None,
+                ),
+                other_evidence_id=flag.get("other_evidence_id"),
+                # The flag names the other unit; an older flag only its activity.
+                other_unit_id=flag.get("other_unit_id")
+                or (others.get(flag.get("other_activity_id") or "") or {}).get("unit_id"),
+                other_activity_id=flag.get("other_activity_id"),
+            )
+            for doc in flagged_docs
+            for flag in doc.get("flags", [])
+        ]
+        todo = township_todo(units, [to_activity(d) for d in docs], pairs, projects, rules, now)
         return {
             "period": period,
             "due": is_due(period, now, rules),
-            "without_activity": [
-                {"unit_id": k, "name": u.get("name"), "kind": u.get("kind")}
-                for k, u in sorted(units.items())
-                if k not in done
-            ],
-            "incomplete_evidence": incomplete,
-            "flagged_evidence": flagged,
-            "late_reports": late,
+            **todo,
             # 四单 orders near escalation are the activities service's, which has no API that
             # lists a township's open orders yet; supervision keeps no orders (a known gap).
             "orders_near_escalation": None,

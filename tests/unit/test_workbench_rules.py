@@ -77,3 +77,29 @@ def test_the_project_list_sheet_is_read_or_every_error_is_named() -> None:
     assert any(w.startswith("第 2 行") for w in where) and any(w.startswith("第 3 行") for w in where)
     with pytest.raises(ProjectListError):
         parse_project_list(b"not a spreadsheet")
+
+
+def test_a_townships_to_do_names_what_is_missing_and_both_sides_of_a_flagged_pair() -> None:
+    from datetime import timedelta
+
+    from services.supervision.domain import Activity, Evidence
+    from services.supervision.todo import FlaggedPair, township_todo
+
+    ended = datetime(2026, 5, 10, tzinfo=UTC)
+    photo = Evidence("e-copy", ended, "image/png", ended + timedelta(days=9), flagged=True)
+    activity = Activity("a1", "v1", ended_at=ended, evidence=(photo,))
+    units = {"v1": {"name": "一村", "kind": "village"}, "v2": {"name": "二村", "kind": "village"}}
+    pair = FlaggedPair("e-copy", "v1", "a1", None, "e-original", "v2", "a2")
+    todo = township_todo(units, [activity], [pair], {}, RULES, ended + timedelta(days=30))
+    assert [u["unit_id"] for u in todo["without_activity"]] == ["v2"]
+    assert todo["incomplete_evidence"][0]["missing"] == [
+        "还差 1 张照片",
+        "缺文字报告",
+    ]  # the flagged photo does not count
+    assert [(f["unit_id"], f["evidence_id"]) for f in todo["flagged_evidence"]] == [
+        ("v1", "e-copy"),
+        ("v2", "e-original"),
+    ]
+    assert [a["activity_id"] for a in todo["late_reports"]] == ["a1"]
+    settled = FlaggedPair("e-copy", "v1", "a1", "accepted", "e-original", "v2", "a2")
+    assert township_todo(units, [activity], [settled], {}, RULES, ended)["flagged_evidence"] == []
