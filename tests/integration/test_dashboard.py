@@ -386,12 +386,15 @@ async def test_one_verdict_settles_a_flagged_pair_and_the_score_changes(
     await pair.locator("button[type=submit]").click()
     await pair.locator("text=已审核").wait_for()
 
-    async def rose() -> bool:
-        return (await score_of(units[1]))["score"] > before["score"]
+    async def complete() -> bool:
+        # The verdict counts the photo at once (timeliness); the evidence service then finds
+        # the activity's evidence complete, a later event (the evidence item).
+        now = await score_of(units[1])
+        return next(i for i in now["breakdown"] if i["rule"] == "evidence")["points"] == 20
 
-    await eventually(rose, "the score never changed after the verdict")
+    await eventually(complete, "the evidence never counted after the verdict")
     after = await score_of(units[1])
-    assert next(i for i in after["breakdown"] if i["rule"] == "evidence")["points"] == 20
+    assert after["score"] > before["score"]
     await show_period(page, period)
     await page.click("[data-tab=ranking-tab]")
     await page.fill("#search", "复制村")
