@@ -371,6 +371,7 @@ async def test_one_verdict_settles_a_flagged_pair_and_the_score_changes(
     await pair.wait_for()
     text = await pair.inner_text()
     assert "禾青镇原件村" in text and "禾青镇复制村" in text and "同一文件重复使用" in text
+    assert f"同一文件已作为单位 {units[0]}" in text  # the evidence service's detail, in Chinese
     await page.wait_for_function(
         f"() => !document.getElementById('pair-{photos[1]}').textContent.includes('…')"  # the EXIF times asked for
     )

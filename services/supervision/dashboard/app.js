@@ -102,6 +102,18 @@ const REASONS = [
   [/not assessed by an inspector: default ([\d.]+)/, "未经督查评定：默认 $1"], [/not assessed/, "未评定"],
   [/set by inspection (\S+)/, "由督查 $1 评定"], [/^mean of /, "平均："],
 ];
+// The evidence service's flag details, in Chinese.
+const FLAG_DETAILS = [
+  [/evidence '([^']+)' of activity '([^']+)' \(unit '([^']+)'\)/, "单位 $3 活动 $2 的资料 $1"],
+  [/^the same file was already reported as (.*)$/, "同一文件已作为$1报送过"],
+  [/^a near-duplicate \((\d+) of 64 bits differ\) of (.*)$/, "与$2高度相似（64 位中 $1 位不同）"],
+  [/^the photo was taken at (\S+), (\d+) days before the activity started \((\S+)\)$/, "照片拍摄于 $1，早于活动开始（$3）$2 天"],
+];
+function flagText(text) {
+  if (lang !== "zh") return text || "";
+  return FLAG_DETAILS.reduce((s, [pattern, zh]) => s.replace(pattern, zh), text || "");
+}
+
 function reasonText(text) {
   if (lang !== "zh") return text;
   return REASONS.reduce((s, [pattern, zh]) => s.replace(pattern, zh), text || "");
@@ -571,7 +583,7 @@ async function showReviews() {
   if (!pairs.length) root.appendChild(el("p", t("nothing")));
   for (const pair of pairs) {
     const box = el("div", null, { class: "pair" + (pair.settled ? " settled" : ""), id: "pair-" + pair.this.evidence_id });
-    box.appendChild(el("div", `${t("signals")[pair.signal] || pair.signal || ""}：${pair.detail || ""}`, { class: "verdict" }));
+    box.appendChild(el("div", `${t("signals")[pair.signal] || pair.signal || ""}：${flagText(pair.detail)}`, { class: "verdict" }));
     for (const [label, side] of [[t("pairThis"), pair.this], [t("pairOther"), pair.other]]) {
       const div = el("div", null, { class: "side" });
       div.appendChild(el("h4", label));
@@ -736,7 +748,7 @@ $("signout").onclick = async () => {
 async function start() {
   applyWords();
   $("period").value = thisMonth();
-  $("inspection-date").value = new Date().toISOString().slice(0, 10);
+  $("inspection-date").value = new Intl.DateTimeFormat("en-CA", { timeZone: TZ }).format(new Date()); // YYYY-MM-DD, city time
   const r = await fetch("/dashboard/session", { credentials: "same-origin" });
   if (r.ok) await signedIn(await r.json());
   else showSignIn();
