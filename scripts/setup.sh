@@ -14,9 +14,10 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --require-hashes -r requirements-dev.lock
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
 # Debian's chromium, headless, for the dashboard's browser test (tests/integration/test_dashboard.py).
-if ! command -v chromium >/dev/null 2>&1; then
+# A Chinese font, so the browser shows Chinese (not boxes) and the bulletin's PDF can embed it.
+if ! command -v chromium >/dev/null 2>&1 || [[ ! -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]]; then
   SUDO=$([[ $(id -u) == 0 ]] && echo "" || echo sudo)
   $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends chromium
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends chromium fonts-wqy-microhei
 fi
 bash scripts/services.sh start

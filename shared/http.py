@@ -68,6 +68,9 @@ Month = Annotated[str, Query(pattern=MONTH_PATTERN, description=f"YYYY-MM, {FIRS
 Period = Annotated[
     str, Query(pattern=PERIOD_PATTERN, description=f"YYYY-MM, YYYY-Qn or YYYY, {FIRST_YEAR}–{LAST_YEAR}")
 ]
+PeriodPath = Annotated[
+    str, Path(pattern=PERIOD_PATTERN, description=f"YYYY-MM, YYYY-Qn or YYYY, {FIRST_YEAR}–{LAST_YEAR}")
+]
 
 # The CSP of HTML pages: scripts from the page's own origin only (no inline script: what an
 # injected text could run); inline styles allowed (they run nothing); images and API calls

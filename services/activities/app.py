@@ -55,7 +55,7 @@ from services.activities.domain.lifecycle import (
     apply_published,
     apply_scheduled,
 )
-from services.activities.domain.months import units_without_activity
+from services.activities.domain.months import units_without_activity, warnings_by_township
 from services.activities.domain.orders import (
     Order,
     RefusedOrder,
@@ -114,8 +114,9 @@ from shared.events.activities import (
 )
 from shared.events.units import VolunteerEnrolledEvent
 from shared.holds import Awaited, Held, Holds
-from shared.identity import Publisher, owning_township, publisher_of
+from shared.identity import Publisher, owning_township, publisher_of, reply_queue, township_user
 from shared.messaging import InvalidEvent, retry_transient
+from shared.mongo import Outgoing, Reply
 from shared.rounds import run_rounds
 from shared.service import Service
 from shared.topology import ACTIVITIES_EVENTS, ACTIVITIES_INGRESS
@@ -697,7 +698,8 @@ async def _escalate_once(order_id: str, now: datetime) -> OrderEscalatedEvent | 
 async def issue_monthly_warning(period: str, now: datetime) -> MonthlyWarningEvent | None:
     """Warn about the units with nothing scheduled or completed in ``period`` as of ``now``;
     None when the list is the one already issued."""
-    known = [u["_id"] for u in await units.all()]
+    known_units = await units.all()
+    known = [u["_id"] for u in known_units]
     missing = units_without_activity(known, await activities.in_period(period), period)
     if await warnings.last(period) == missing:
         return None
@@ -709,9 +711,31 @@ async def issue_monthly_warning(period: str, now: datetime) -> MonthlyWarningEve
         data=MonthlyWarning(period=period, as_of=now, unit_ids=missing, units_known=len(known)),
     )
 
-    async def effect(session: AsyncClientSession) -> list[CloudEvent[Any]]:
+    # Each township hears of its own units on its reply queue (its to-do), scoped to its
+    # subtree; the office keeps the whole list on the bus.
+    replies = [
+        Reply(
+            MonthlyWarningEvent(
+                id=derived_id(event.id, f"township:{township}"),
+                source=service.bus.source,
+                time=now,
+                subject=period,
+                data=MonthlyWarning(period=period, as_of=now, unit_ids=ids, units_known=count),
+            ),
+            reply_queue(township_user(township)),
+        )
+        for township, (ids, count) in warnings_by_township(
+            [
+                (u["_id"], owning_township(u["_id"], u.get("kind", ""), u.get("township_id")))
+                for u in known_units
+            ],
+            missing,
+        ).items()
+    ]
+
+    async def effect(session: AsyncClientSession) -> list[Outgoing]:
         await warnings.put(period, missing, now, session)
-        return [event]
+        return [event, *replies]
 
     await service.process(event, effect)
     return event

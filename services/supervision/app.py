@@ -33,6 +33,7 @@ from services.supervision.domain import (
     rescore,
     score_year,
 )
+from services.supervision.office import OfficeDesk
 from services.supervision.settings import RULES_DIR, SupervisionSettings
 from services.supervision.store import FactStore, RescoreQueue, ScoreStore
 from shared.events import (
@@ -242,7 +243,18 @@ async def record_fact(event: CloudEvent, session: AsyncClientSession) -> Touched
                 data.activity_id, data.unit_id, "reviews", "evidence_id", review, stated, session
             )
     elif isinstance(event, EvidenceFlaggedEvent):
-        await facts.flag_evidence(data.activity_id, data.unit_id, data.evidence_id, session)
+        flag = data.model_dump(
+            mode="json",
+            include={
+                "signal",
+                "detail",
+                "other_evidence_id",
+                "other_activity_id",
+                "other_unit_id",
+                "flagged_at",
+            },
+        )
+        await facts.flag_evidence(data.activity_id, data.unit_id, data.evidence_id, session, flag)
     elif isinstance(event, EvidenceCompleteEvent):
         await facts.put_complete(
             data.activity_id, data.unit_id, list(data.evidence_ids), statement(event.time, data), session
@@ -459,9 +471,25 @@ service.on_start += [
 ]
 
 
+office_desk = OfficeDesk(settings.office_amqp_url or settings.amqp_url)
+
+
+async def close_office_desk_at_stop() -> None:
+    """The office's connection (opened by the first action in the page) closes with the service."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await office_desk.close()
+
+
+service.background.append(close_office_desk_at_stop)
+
+
 def create_app() -> FastAPI:
     def routes(app: FastAPI) -> None:
-        api.mount(app, facts, scores, rules, record_inspection, recompute_all, settings.evidence_url)
+        api.mount(
+            app, facts, scores, rules, record_inspection, recompute_all, settings.evidence_url, office_desk
+        )
 
     return service.http_app("wmsj supervision", routes)
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from shared.events import ScoreItem
 
@@ -248,6 +249,9 @@ class RuleSet:
     thresholds: Thresholds
     bonus_cap: float
     late_after_days: int  # evidence of an activity outside any project is due within this
+    # A period's red and black lists are due this many days after it ends (公布): reports of its
+    # activities may still arrive until then, so a month in progress has scores so far, no lists.
+    lists_due_days: int = 7
 
     def at(self, granularity: Granularity) -> tuple[Item, ...]:
         return tuple(i for i in self.items if i.period == granularity)
@@ -278,6 +282,7 @@ class RuleSet:
             thresholds=Thresholds(**raw["thresholds"]),
             bonus_cap=float(raw.get("bonus_cap", 0)),
             late_after_days=int(raw.get("late_after_days", 7)),
+            lists_due_days=int(raw.get("lists_due_days", raw.get("late_after_days", 7))),
         )
 
 
@@ -351,6 +356,11 @@ def _complete_with(activity: Activity) -> tuple[str, ...] | None:
         return None
     rejected = {e.evidence_id for e in activity.evidence if e.review == "rejected"}
     return None if rejected & set(activity.complete_with) else activity.complete_with
+
+
+def evidence_counts_complete(activity: Activity) -> bool:
+    """Whether the activity's evidence counts as complete for scoring (图文资料齐全)."""
+    return _complete_with(activity) is not None
 
 
 def measure(name: str, item: Item, facts: MonthFacts, rules: RuleSet) -> Measure:
@@ -603,6 +613,26 @@ def score_year(year: str, facts_of: Callable[[str], MonthFacts], rules: RuleSet)
 
 
 # ------------------------------------------------------------------------------ what the office reads
+
+
+CITY_TIME = ZoneInfo("Asia/Shanghai")  # the office's days and months are China Standard Time
+
+
+def period_end(period: str) -> datetime:
+    """The moment a month, quarter or year ends, in the city's time."""
+    last = months_of(period)[-1]
+    year, month = int(last[:4]), int(last[5:])
+    return datetime(year + month // 12, month % 12 + 1, 1, tzinfo=CITY_TIME)
+
+
+def lists_due_at(period: str, rules: RuleSet) -> datetime:
+    """When the period's 红榜/黑榜 are due: its end plus the rules' ``lists_due_days``."""
+    return period_end(period) + timedelta(days=rules.lists_due_days)
+
+
+def is_due(period: str, now: datetime, rules: RuleSet) -> bool:
+    """Whether the period's lists are due at ``now`` (before: a period in progress)."""
+    return now >= lists_due_at(period, rules)
 
 
 def list_of(score: float, thresholds: Thresholds) -> Literal["red", "black"] | None:

@@ -13,6 +13,10 @@ class SupervisionSettings(CommonSettings):
     # it for view links of the evidence photos (with the office's key) straight from the
     # page, so supervision itself never calls another service. Empty: photos are not shown.
     evidence_url: str = "http://127.0.0.1:8003"
+    # The office's broker user, as which the dashboard publishes the office's actions (the key
+    # project list, evidence verdicts) on the ingress exchange. Empty: the service's own
+    # amqp_url (on a development broker its user, guest, is the office's).
+    office_amqp_url: str = ""
     # The rescorer: how many marked unit-years one transaction rescores, and how often it
     # looks for marks when no handler woke it (marks left by a crash are found this way).
     rescore_batch: int = 100

@@ -119,10 +119,22 @@ class FactStore:
             session=session,
         )
 
-    async def flag_evidence(self, activity_id: str, unit_id: str, evidence_id: str, session: Session) -> None:
+    async def flag_evidence(
+        self,
+        activity_id: str,
+        unit_id: str,
+        evidence_id: str,
+        session: Session,
+        flag: dict[str, Any] | None = None,
+    ) -> None:
+        """Mark the evidence flagged; ``flag`` (signal, detail, the other occurrence) is kept
+        for the office's review queue, which shows the pair side by side."""
+        added: Document = {"flagged": evidence_id}
+        if flag:
+            added["flags"] = {**flag, "evidence_id": evidence_id}
         await self.activities.update_one(
             {"_id": activity_id},
-            {"$addToSet": {"flagged": evidence_id}, "$setOnInsert": {"unit_id": unit_id}},
+            {"$addToSet": added, "$setOnInsert": {"unit_id": unit_id}},
             upsert=True,
             session=session,
         )
@@ -194,6 +206,31 @@ class FactStore:
         ).to_list(None)
         return [to_activity(d) for d in sorted(docs, key=lambda d: d["_id"])]
 
+    # ---------------------------------------------------------------- the office's views
+
+    async def activities_of_months(self, months: list[str]) -> list[Document]:
+        """Every activity completed in the months (charts, bulletin, to-do)."""
+        return await self.activities.find({"completion.period": {"$in": months}}).to_list(None)
+
+    async def activities_flagged(self) -> list[Document]:
+        """Every activity with flagged evidence (the office's review queue)."""
+        return await self.activities.find({"flagged.0": {"$exists": True}}).to_list(None)
+
+    async def activities_by_id(self, activity_ids: list[str]) -> dict[str, Document]:
+        docs = await self.activities.find({"_id": {"$in": activity_ids}}).to_list(None)
+        return {d["_id"]: d for d in docs}
+
+    async def evidence_entries(self, evidence_ids: list[str]) -> dict[str, Document]:
+        docs = await self.evidence_index.find({"_id": {"$in": evidence_ids}}).to_list(None)
+        return {d["_id"]: d for d in docs}
+
+    async def inspections_of_months(self, months: list[str]) -> list[Inspection]:
+        docs = await self.inspections.find({"period": {"$in": months}}).to_list(None)
+        return [to_inspection(d) for d in sorted(docs, key=lambda d: d["_id"])]
+
+    async def project_list(self, year: int) -> Document | None:
+        return await self.projects.find_one({"_id": year})
+
     async def units_by_id(self, unit_ids: list[str], session: Session | None = None) -> dict[str, Unit]:
         docs = await self.units.find({"_id": {"$in": unit_ids}}, session=session).to_list(None)
         found = {d["_id"]: _unit(d) for d in docs}
@@ -224,11 +261,24 @@ class FactStore:
     ) -> bool:
         """Keep the year's list unless a higher version is kept."""
         current = await self.projects.find_one({"_id": year}, session=session)
+        # Every version is remembered (the office's page lists them), whatever its order.
+        summary = {"version": version, "projects": len(projects)}
+        history = [v for v in (current or {}).get("versions", []) if v["version"] != version]
         if current and current["version"] >= version:
+            await self.projects.update_one(
+                {"_id": year},
+                {"$set": {"versions": sorted([*history, summary], key=lambda v: v["version"])}},
+                session=session,
+            )
             return False
         await self.projects.replace_one(
             {"_id": year},
-            {"_id": year, "version": version, "projects": projects},
+            {
+                "_id": year,
+                "version": version,
+                "projects": projects,
+                "versions": sorted([*history, summary], key=lambda v: v["version"]),
+            },
             upsert=True,
             session=session,
         )

@@ -193,21 +193,28 @@ async def test_the_xlsx_export_matches_the_api(
     response = await http.get("/exports/scores.xlsx", params={"period": "2020-06"}, headers=OFFICE)
     assert response.status_code == 200
     book = load_workbook(io.BytesIO(response.content))
-    sheet = book["scores 2020-06"]
+    sheet = book["得分 2020-06"]
     header, *lines = [list(r) for r in sheet.iter_rows(values_only=True)]
     exported = [dict(zip(header, line, strict=True)) for line in lines]
     assert len(exported) == len(rows)
+    labels = {
+        i["id"]: f"{i['label']}（{i['id']}）"
+        for i in (await http.get("/rules", headers=OFFICE)).json()["items"]
+    }
     for row, line in zip(rows, exported, strict=True):
-        assert (line["rank"], line["unit_id"], line["score"], line["max_score"]) == (
+        assert (line["名次"], line["单位编号"], line["得分"], line["满分"]) == (
             row["rank"],
             row["unit_id"],
             row["score"],
             row["max_score"],
         )
-        assert line["vetoed"] == row["vetoed"] and line["list"] == row["list"]
+        assert (
+            line["一票否决"] == ("是" if row["vetoed"] else "否")
+            and (line["榜单代码"] or None) == row["list"]
+        )
         for item in row["breakdown"]:
-            assert line[item["rule"]] == item["points"]
-    reasons = [list(r) for r in book["breakdown"].iter_rows(values_only=True)][1:]
+            assert line[labels[item["rule"]]] == item["points"]
+    reasons = [list(r) for r in book["得分明细"].iter_rows(values_only=True)][1:]
     assert len(reasons) == sum(len(r["breakdown"]) for r in rows)
     csv = (await http.get("/exports/scores.csv", params={"period": "2020-06"}, headers=OFFICE)).text
     assert len(csv.strip().splitlines()) == len(rows) + 1

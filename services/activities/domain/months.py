@@ -46,3 +46,19 @@ def units_without_activity(unit_ids: Iterable[str], activities: Iterable[Activit
     """The units with nothing scheduled or completed in ``period``, sorted."""
     active = {a.unit_id for a in activities if a.counts and in_month(a, period)}
     return sorted(set(unit_ids) - active)
+
+
+def warnings_by_township(
+    units: Iterable[tuple[str, str | None]], missing: Iterable[str]
+) -> dict[str, tuple[list[str], int]]:
+    """The monthly warning cut per township: ``units`` are (unit id, owning township or None
+    for city level); for each township, its units without activity and how many it has.
+    A township with every unit active gets an empty list (its to-do is done)."""
+    lacking = set(missing)
+    out: dict[str, tuple[list[str], int]] = {}
+    for unit_id, township in sorted(units, key=lambda u: u[0]):
+        if township is None:
+            continue
+        ids, known = out.get(township, ([], 0))
+        out[township] = ([*ids, unit_id] if unit_id in lacking else ids, known + 1)
+    return out
