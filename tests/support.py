@@ -296,3 +296,19 @@ class PrivateS3:
     def close(self) -> None:
         if self._process is not None:
             self.stop()
+
+
+async def declare_reply_queue(amqp_url: str, township_id: str) -> str:
+    """A township's reply queue as onboarding declares it (shared.onboarding), for tests that
+    read what reaches a township without making its broker user."""
+    from shared.identity import reply_queue, township_user
+    from shared.onboarding import REPLY_QUEUE_ARGUMENTS
+
+    name = reply_queue(township_user(township_id))
+    connection = await aio_pika.connect_robust(amqp_url)
+    try:
+        channel = await connection.channel()
+        await channel.declare_queue(name, durable=True, arguments=REPLY_QUEUE_ARGUMENTS)
+    finally:
+        await connection.close()
+    return name

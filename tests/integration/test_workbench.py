@@ -36,9 +36,8 @@ from tests.conftest import Infra
 from tests.integration.test_activity_workflows import _known, eventually, register
 from tests.integration.test_supervision import facts, publish_as_platform
 from tests.integration.test_supervision_office import scored_unit
-from tests.support import Tap
+from tests.support import Tap, declare_reply_queue
 from wmsj.client import TownshipClient
-from wmsj.townships import declare_reply_queue
 
 OFFICE = {"Authorization": "Bearer dev-office-key"}
 PERIOD = "2020-06"

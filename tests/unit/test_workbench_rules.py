@@ -14,8 +14,8 @@ from services.supervision.domain import RuleSet, is_due, lists_due_at
 from services.supervision.office import PROJECT_COLUMNS, ProjectListError, parse_project_list
 from services.supervision.session import Sessions
 from services.supervision.settings import RULES_DIR
-from services.supervision.sheets import csv_cell
 from shared.auth import Caller
+from shared.sheets import csv_cell
 
 RULES = RuleSet.parse("notice-2026", (RULES_DIR / "notice-2026.toml").read_text(encoding="utf-8"))
 
@@ -39,7 +39,7 @@ def test_the_monthly_warning_is_cut_per_township() -> None:
 def test_a_csv_cell_that_would_be_a_formula_is_neutralised(text: str) -> None:
     assert csv_cell(text) == "'" + text
     assert csv_cell("禾青镇第一村") == "禾青镇第一村" and csv_cell(-1.5) == -1.5
-    assert csv_cell("a\x00b") == "ab"
+    assert csv_cell("a\x00b") == "a\ufffdb"
 
 
 def test_a_session_cookie_names_its_key_without_holding_it_and_expires() -> None:
