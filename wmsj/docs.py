@@ -1,7 +1,9 @@
 """Generate the contract documents from the code (never written by hand):
 
 - ``docs/asyncapi/<service>.json``: each service's AsyncAPI 3.0 document, by FastStream;
-- ``docs/schemas/<event type>.json``: the JSON Schema of every event type.
+- ``docs/schemas/<event type>.json``: the JSON Schema of every event type;
+- the generated parts of ``docs/township-integration.md`` (``wmsj.guide``): allowed parents,
+  event types, size limits, scoring rules.
 
 ``python -m wmsj.docs`` writes them; ``--check`` fails if the committed ones differ.
 """
@@ -16,6 +18,8 @@ import sys
 from pathlib import Path
 
 from shared.events import ALL_EVENTS
+from wmsj.guide import GUIDE
+from wmsj.guide import render as render_guide
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("registry", "activities", "evidence", "supervision")
@@ -37,6 +41,8 @@ def render() -> dict[Path, str]:
         out[Path("docs/schemas") / f"{event.TYPE}.json"] = (
             json.dumps(schema, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
         )
+    guide = (ROOT / GUIDE).read_text(encoding="utf-8")
+    out[GUIDE] = render_guide(guide)
     return out
 
 
