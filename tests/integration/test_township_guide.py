@@ -28,7 +28,7 @@ from shared.auth import DEV_OFFICE_KEY, caller_dependency, parse_keys
 from shared.events import UnitKind, UnitRegistered
 from shared.identity import township_user
 from tests.conftest import Infra
-from tests.integration.test_townships import as_user, office_registers
+from tests.integration.test_townships import as_user, eventually, office_registers
 from tests.support import free_port, town_code
 from wmsj.client import TownshipClient
 from wmsj.demo import png
@@ -148,6 +148,7 @@ def test_the_guide_has_one_example_per_flow() -> None:
         "complete.py",
         "refusals.py",
         "scores.py",
+        "kit.py",
     ]
 
 
@@ -188,3 +189,9 @@ async def test_the_guides_worked_example_runs_verbatim_as_a_township(
 
     out = await run("scores.py", tmp_path, township_env)
     assert "monthly_activity" in out and f"{village} " in out
+
+    # The fast path (§ 3): the same day with the client kit.
+    out = await run("kit.py", tmp_path, township_env)
+    assert "4 published, 0 refused" in out
+    await eventually(lambda: apps["registry"].units.get(f"{town}202"))
+    await eventually(lambda: apps["evidence"].evidence.get(f"{town}-act-3-e1"))
