@@ -129,3 +129,31 @@ async def test_the_upload_helper_gets_a_policy_posts_the_file_and_returns_the_cl
     await eventually(lambda: evidence.get(f"{activity}-e1"))
     kept = await evidence.get(f"{activity}-e1")
     assert (kept["sha256"], kept["size"]) == (claim.sha256, claim.size)
+
+
+async def test_wmsj_publish_sends_a_file_with_the_kit_and_prints_the_refusals(
+    apps: dict[str, ModuleType], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+    import asyncio
+
+    from tests.support import town_code
+    from wmsj.cli import cmd_publish
+
+    town = town_code()
+    office = Events(town, source="/office")
+    good = office.unit_registered_v1(UnitRegistered(unit_id=town, name="镇", kind=K.TOWN))
+    bad = office.unit_registered_v1(
+        UnitRegistered(unit_id="431381999201", name="村", kind=K.VILLAGE, parent_id=town)
+    )
+    file = tmp_path / "events.jsonl"
+    file.write_text(good.model_dump_json() + "\n" + bad.model_dump_json() + "\n")
+    outbox = tmp_path / "outbox.jsonl"
+    args = argparse.Namespace(file=str(file), wait=20.0, outbox=str(outbox))  # waits it all: one is accepted
+    # The CLI runs its own event loop; the services run in this one.
+    assert await asyncio.to_thread(cmd_publish, args) == 1
+    out = capsys.readouterr().out
+    assert "2 events published" in out
+    assert f"a village's division code begins with its township's ({town})" in out
+    assert Outbox(outbox).pending() == []
+    assert await apps["registry"].units.get(town) is not None
