@@ -23,6 +23,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from shared.events import CloudEvent, derived_id
 from shared.messaging import EventBus, event_decoder, make_broker, rejecting_middleware, retry_transient
 from shared.mongo import Document, Effect, Outbox, connect, ensure_common_indexes, handle_once
+from shared.openapi import document
 from shared.pii import scrub
 from shared.settings import CommonSettings
 from shared.topology import EVENTS, declare_topology
@@ -204,7 +205,7 @@ class Service:
         async def live() -> dict[str, str]:
             return {"status": "alive", "service": self.name}
 
-        @app.get("/health/ready", tags=["health"])
+        @app.get("/health/ready", tags=["health"], responses={503: {"description": "Not ready: the reason."}})
         async def ready(response: Response) -> dict[str, str]:
             try:
                 await asyncio.wait_for(self.check_ready(), timeout=5)
@@ -219,6 +220,7 @@ class Service:
 
         if routes:
             routes(app)
+        document(app)  # security schemes and error responses in its OpenAPI document
         return app
 
     def serve(self, app: FastAPI) -> None:

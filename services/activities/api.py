@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 
 from services.activities.domain.attendance import places
 from services.activities.domain.lifecycle import Activity
@@ -20,6 +20,15 @@ from services.activities.domain.months import in_month, units_without_activity
 from services.activities.domain.orders import OrderView
 from services.activities.domain.orders import view as order_view
 from services.activities.domain.projects import ListVersion, check_plan
+from services.activities.responses import (
+    ActivityDetail,
+    ActivityView,
+    CityCalendar,
+    MonthlyWarningView,
+    OrderState,
+    ProjectListVersion,
+    UnitCalendar,
+)
 from services.activities.store import ActivityStore, OrderStore, ProjectListStore, RosterStore, UnitStore
 from shared.auth import Caller, current_caller
 from shared.events import period_of
@@ -28,7 +37,7 @@ from shared.identity import owning_township
 CALLER: Any = current_caller()  # keys from WMSJ_API_KEYS; tests override ``CALLER.dependency``
 Who = Annotated[Caller, CALLER]
 PeriodQuery = Annotated[
-    str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM; default: this month")
+    str | None, Query(pattern=r"^(19|20)\d{2}-(0[1-9]|1[0-2])$", description="YYYY-MM; default: this month")
 ]
 
 
@@ -107,14 +116,14 @@ def router(stores: Stores, accept_within: timedelta) -> APIRouter:
         found.sort(key=lambda a: (_when(a), a.activity_id))
         return [await view(a, lists, now) for a in found]
 
-    @api.get("/activities")
+    @api.get("/activities", response_model=list[ActivityView])
     async def list_activities(caller: Who, unit_id: str | None = None) -> list[dict[str, Any]]:
         now = datetime.now(UTC)
         lists = await stores.project_lists.all()
         found = await visible(caller, await stores.activities.list(unit_id=unit_id))
         return [await view(a, lists, now) for a in found]
 
-    @api.get("/activities/{activity_id}")
+    @api.get("/activities/{activity_id}", response_model=ActivityDetail)
     async def get_activity(caller: Who, activity_id: str) -> dict[str, Any]:
         activity = await stores.activities.get(activity_id)
         if activity is None or not await in_scope(caller, [activity.unit_id]):
@@ -132,7 +141,7 @@ def router(stores: Stores, accept_within: timedelta) -> APIRouter:
         }
         return out
 
-    @api.get("/units/{unit_id}/calendar")
+    @api.get("/units/{unit_id}/calendar", response_model=UnitCalendar)
     async def unit_calendar(caller: Who, unit_id: str, period: PeriodQuery = None) -> dict[str, Any]:
         """A unit's monthly calendar (月度活动安排)."""
         if not await in_scope(caller, [unit_id]):
@@ -140,7 +149,7 @@ def router(stores: Stores, accept_within: timedelta) -> APIRouter:
         period = period or period_of(datetime.now(UTC))
         return {"unit_id": unit_id, "period": period, "activities": await calendar(caller, period, unit_id)}
 
-    @api.get("/calendar")
+    @api.get("/calendar", response_model=CityCalendar)
     async def city_calendar(caller: Who, period: PeriodQuery = None) -> dict[str, Any]:
         """The city's calendar for a month, by key project (activities without one: ""); a
         township's key sees its own subtree's part of it."""
@@ -161,7 +170,7 @@ def router(stores: Stores, accept_within: timedelta) -> APIRouter:
             ],
         }
 
-    @api.get("/warnings/monthly")
+    @api.get("/warnings/monthly", response_model=MonthlyWarningView)
     async def monthly_warning(caller: Who, period: PeriodQuery = None) -> dict[str, Any]:
         """The units with nothing scheduled or completed in the month (so far)."""
         period = period or period_of(datetime.now(UTC))
@@ -169,8 +178,8 @@ def router(stores: Stores, accept_within: timedelta) -> APIRouter:
         missing = units_without_activity(known, await stores.activities.in_period(period), period)
         return {"period": period, "units_known": len(known), "unit_ids": missing}
 
-    @api.get("/projects/{year}")
-    async def project_list(caller: Who, year: int) -> list[dict[str, Any]]:
+    @api.get("/projects/{year}", response_model=list[ProjectListVersion])
+    async def project_list(caller: Who, year: Annotated[int, Path(ge=1900, le=2099)]) -> list[dict[str, Any]]:
         """Every version of a year's key project list."""
         return [
             {
@@ -182,7 +191,7 @@ def router(stores: Stores, accept_within: timedelta) -> APIRouter:
             for v in await stores.project_lists.of_year(year)
         ]
 
-    @api.get("/orders/{order_id}")
+    @api.get("/orders/{order_id}", response_model=OrderState)
     async def get_order(caller: Who, order_id: str) -> dict[str, Any]:
         order = await stores.orders.get(order_id)
         if order is None:

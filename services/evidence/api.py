@@ -23,6 +23,14 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from services.evidence.domain import HEAD_SAMPLE, MAX_SIZE, sniff
 from services.evidence.objects import ObjectStore
+from services.evidence.responses import (
+    UPLOAD_ERRORS,
+    ActivityEvidence,
+    EvidenceView,
+    UploadClaim,
+    UploadPolicy,
+    ViewLinks,
+)
 from services.evidence.settings import EvidenceSettings
 from services.evidence.store import EvidenceStore
 from shared.auth import Caller, current_caller
@@ -60,18 +68,18 @@ def router(evidence: EvidenceStore, objects: ObjectStore, settings: EvidenceSett
     api = APIRouter(tags=["evidence"])
     expiry = timedelta(seconds=settings.link_expiry_s)
 
-    @api.get("/evidence")
+    @api.get("/evidence", response_model=list[EvidenceView])
     async def list_evidence(activity_id: str) -> list[dict[str, Any]]:
         return [_view(d) for d in await evidence.for_activity(activity_id)]
 
-    @api.get("/evidence/{evidence_id}")
+    @api.get("/evidence/{evidence_id}", response_model=EvidenceView)
     async def get_evidence(evidence_id: str) -> dict[str, Any]:
         doc = await evidence.get(evidence_id)
         if doc is None:
             raise HTTPException(404, f"no evidence {evidence_id}")
         return _view(doc)
 
-    @api.get("/evidence/{evidence_id}/links")
+    @api.get("/evidence/{evidence_id}/links", response_model=ViewLinks)
     async def view_links(evidence_id: str, caller: Annotated[Caller, current_caller()]) -> dict[str, Any]:
         """Links valid for a while (presigned GETs): the office views, nothing is copied out."""
         if not caller.is_office:
@@ -88,7 +96,7 @@ def router(evidence: EvidenceStore, objects: ObjectStore, settings: EvidenceSett
             "expires_at": datetime.now(UTC) + expiry,
         }
 
-    @api.get("/activities/{activity_id}/evidence")
+    @api.get("/activities/{activity_id}/evidence", response_model=ActivityEvidence)
     async def activity_progress(activity_id: str) -> dict[str, Any]:
         doc = await evidence.activity(activity_id)
         if doc is None or "stated_at" not in doc:
@@ -110,7 +118,7 @@ def router(evidence: EvidenceStore, objects: ObjectStore, settings: EvidenceSett
             "evidence": doc.get("evidence", []),
         }
 
-    @api.post("/uploads/policy")
+    @api.post("/uploads/policy", response_model=UploadPolicy)
     async def upload_policy(
         request: UploadRequest, caller: Annotated[Caller, current_caller()]
     ) -> dict[str, Any]:
@@ -124,7 +132,7 @@ def router(evidence: EvidenceStore, objects: ObjectStore, settings: EvidenceSett
         policy = objects.upload_policy(key, request.size, request.content_type, expiry)
         return {"object_key": key, **policy, "expires_at": datetime.now(UTC) + expiry}
 
-    @api.post("/uploads", status_code=201)
+    @api.post("/uploads", status_code=201, response_model=UploadClaim, responses=UPLOAD_ERRORS)
     async def upload(request: Request, caller: Annotated[Caller, current_caller()]) -> dict[str, Any]:
         """multipart/form-data with one ``file`` part; streamed to the upload bucket."""
         kind, options = parse_options_header(request.headers.get("content-type", ""))

@@ -27,15 +27,28 @@ from services.supervision.domain import (
     rank,
     score_year,
 )
+from services.supervision.responses import (
+    CompletedActivity,
+    EligibilityRow,
+    Heatmap,
+    InspectionAccepted,
+    Lists,
+    Recomputed,
+    Rules,
+    ScoreHistoryEntry,
+    ScoreRow,
+)
 from services.supervision.store import FactStore, ScoreStore, score_fields
 from shared.auth import Caller, current_caller
 from shared.events.supervision import InspectionRecorded, InspectionRecordedEvent
 from shared.messaging import InvalidEvent
+from shared.openapi import CSV, XLSX, file_responses
 
 DASHBOARD = Path(__file__).with_name("dashboard")
 PeriodQuery = Annotated[
-    str, Query(pattern=r"^\d{4}(-(0[1-9]|1[0-2])|-Q[1-4])?$", description="YYYY-MM, YYYY-Qn or YYYY")
+    str, Query(pattern=r"^(19|20)\d{2}(-(0[1-9]|1[0-2])|-Q[1-4])?$", description="YYYY-MM, YYYY-Qn or YYYY")
 ]
+YearQuery = Annotated[int, Query(ge=1900, le=2099)]
 EXPORT_COLUMNS = (
     "rank",
     "unit_id",
@@ -128,7 +141,7 @@ def router(
             "list": list_of(score.score, rules.thresholds),
         }
 
-    @api.get("/scores", tags=["scores"])
+    @api.get("/scores", tags=["scores"], response_model=list[ScoreRow])
     async def list_scores(
         *, caller: Caller = auth, period: PeriodQuery, township_id: str | None = None, kind: str | None = None
     ) -> list[dict[str, Any]]:
@@ -136,7 +149,7 @@ def router(
         rank overall, within its kind and within its township, and its list (red/black)."""
         return await table(caller, period, township_id, kind)
 
-    @api.get("/scores/{unit_id}", tags=["scores"])
+    @api.get("/scores/{unit_id}", tags=["scores"], response_model=ScoreRow)
     async def unit_score(*, caller: Caller = auth, unit_id: str, period: PeriodQuery) -> dict[str, Any]:
         """One unit's score with every item: points, why, and the facts it counted."""
         units = await units_for(caller)
@@ -145,14 +158,14 @@ def router(
         score = await scores.get(unit_id, period) or empty_score(Unit(unit_id), period, rules)
         return row_of(units.get(unit_id, {"unit_id": unit_id}), score)
 
-    @api.get("/units/{unit_id}/history", tags=["scores"])
+    @api.get("/units/{unit_id}/history", tags=["scores"], response_model=list[ScoreHistoryEntry])
     async def history(*, caller: Caller = auth, unit_id: str) -> list[dict[str, Any]]:
         """Every score kept for the unit (months, quarters, years)."""
         if unit_id not in await units_for(caller) and not caller.is_office:
             raise HTTPException(404, f"no unit {unit_id}")
         return [score_fields(s) for s in await scores.for_unit(unit_id)]
 
-    @api.get("/units/{unit_id}/activities", tags=["scores"])
+    @api.get("/units/{unit_id}/activities", tags=["scores"], response_model=list[CompletedActivity])
     async def activities(*, caller: Caller = auth, unit_id: str, period: PeriodQuery) -> list[dict[str, Any]]:
         """Drill-down: the activities completed in the period and their evidence."""
         if unit_id not in await units_for(caller) and not caller.is_office:
@@ -162,7 +175,7 @@ def router(
             for a in await facts.completed_in(unit_id, months_of(period))
         ]
 
-    @api.get("/rankings", tags=["scores"])
+    @api.get("/rankings", tags=["scores"], response_model=dict[str, list[ScoreRow]])
     async def rankings(
         *,
         caller: Caller = auth,
@@ -175,7 +188,7 @@ def router(
             groups.setdefault(str(row.get(within)), []).append(row)
         return {g: sorted(rows, key=lambda r: r[f"rank_in_{within}"]) for g, rows in sorted(groups.items())}
 
-    @api.get("/lists", tags=["scores"])
+    @api.get("/lists", tags=["scores"], response_model=Lists)
     async def red_and_black(*, caller: Caller = auth, period: PeriodQuery) -> dict[str, Any]:
         """红榜 and 黑榜 at the rules' thresholds."""
         rows = await table(caller, period)
@@ -185,8 +198,8 @@ def router(
             "black": [r for r in rows if r["list"] == "black"],
         }
 
-    @api.get("/eligibility", tags=["scores"])
-    async def civilized_unit_eligibility(*, caller: Caller = auth, year: int) -> list[dict[str, Any]]:
+    @api.get("/eligibility", tags=["scores"], response_model=list[EligibilityRow])
+    async def civilized_unit_eligibility(*, caller: Caller = auth, year: YearQuery) -> list[dict[str, Any]]:
         """Civilized-unit eligibility from the annual score and the three-year mean."""
         out = []
         for unit_id, unit in sorted((await units_for(caller)).items()):
@@ -198,8 +211,8 @@ def router(
             out.append({"unit_id": unit_id, "name": unit.get("name"), **asdict(result)})
         return out
 
-    @api.get("/heatmap", tags=["scores"])
-    async def heatmap(*, caller: Caller = auth, year: int) -> dict[str, Any]:
+    @api.get("/heatmap", tags=["scores"], response_model=Heatmap)
+    async def heatmap(*, caller: Caller = auth, year: YearQuery) -> dict[str, Any]:
         """Activity coverage: completed activities of each unit in each month of the year."""
         months = months_of(str(year))
         cells = {}
@@ -210,11 +223,11 @@ def router(
             cells[unit_id] = [counts[m] for m in months]
         return {"months": months, "units": cells}
 
-    @api.get("/rules", tags=["rules"])
+    @api.get("/rules", tags=["rules"], response_model=Rules)
     async def current_rules(*, caller: Caller = auth) -> dict[str, Any]:
         return asdict(rules)
 
-    @api.get("/exports/scores.csv", tags=["exports"])
+    @api.get("/exports/scores.csv", tags=["exports"], responses=file_responses(CSV))
     async def export_csv(*, caller: Caller = auth, period: PeriodQuery) -> Response:
         rows = await table(caller, period)
         rule_ids = [i.id for i in rules.items]
@@ -230,7 +243,7 @@ def router(
             headers={"Content-Disposition": f'attachment; filename="scores-{period}.csv"'},
         )
 
-    @api.get("/exports/scores.xlsx", tags=["exports"])
+    @api.get("/exports/scores.xlsx", tags=["exports"], responses=file_responses(XLSX))
     async def export_xlsx(*, caller: Caller = auth, period: PeriodQuery) -> Response:
         from openpyxl import Workbook
 
@@ -267,7 +280,7 @@ def router(
             headers={"Content-Disposition": f'attachment; filename="scores-{period}.xlsx"'},
         )
 
-    @api.post("/inspections", tags=["inspections"], status_code=202)
+    @api.post("/inspections", tags=["inspections"], status_code=202, response_model=InspectionAccepted)
     async def post_inspection(*, caller: Caller = auth, inspection: InspectionRecorded) -> dict[str, Any]:
         """The office records an inspection (same as ``wmsj.inspection.recorded.v1``)."""
         if not caller.is_office:
@@ -287,7 +300,7 @@ def router(
             ) from None
         return {"recorded": handled, "event_id": event.id}
 
-    @api.post("/recompute", tags=["rules"])
+    @api.post("/recompute", tags=["rules"], response_model=Recomputed)
     async def recompute(*, caller: Caller = auth) -> dict[str, Any]:
         """Recompute every score from the facts with the loaded rules."""
         if not caller.is_office:
