@@ -23,7 +23,9 @@ SKIPPED = ("/recompute",)
 
 
 @pytest.mark.parametrize("service", ["registry", "activities", "evidence", "supervision"])
-async def test_the_http_api_answers_as_its_openapi_document_says(apps: dict[str, ModuleType], service: str) -> None:
+async def test_the_http_api_answers_as_its_openapi_document_says(
+    apps: dict[str, ModuleType], service: str
+) -> None:
     app = with_keys(apps[service].create_app(), {DEV_OFFICE_KEY: "office"})
     async with serving(app) as url:
         command = [
