@@ -262,7 +262,16 @@ DATA: dict[str, dict[str, Any]] = {
     },
 }
 
-SOURCES = {"township": f"/townships/{T}", "office": "/office", "platform": "/services/wmsj"}
+SOURCES = {"township": f"/townships/{T}", "office": "/office"}
+# The platform's events come from the service that owns them (``/wmsj/<service>``).
+OWNERS = {
+    "wmsj.event.rejected.v1": "registry",
+    "wmsj.volunteer.hours-credited.v1": "activities",
+    "wmsj.order": "activities",
+    "wmsj.monthly-warning": "activities",
+    "wmsj.evidence": "evidence",
+    "wmsj.score": "supervision",
+}
 
 
 def example(event_type: str) -> dict[str, Any]:
@@ -273,7 +282,8 @@ def example(event_type: str) -> dict[str, Any]:
     return {
         "specversion": "1.0",
         "id": f"example-{event_type}",
-        "source": SOURCES[model.PUBLISHED_BY],
+        "source": SOURCES.get(model.PUBLISHED_BY)
+        or f"/wmsj/{next(o for prefix, o in OWNERS.items() if event_type.startswith(prefix))}",
         "type": event_type,
         "time": AT,
         "data": DATA[event_type],
