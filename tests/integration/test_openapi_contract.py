@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -24,7 +25,7 @@ SKIPPED = ("/recompute",)
 
 @pytest.mark.parametrize("service", ["registry", "activities", "evidence", "supervision"])
 async def test_the_http_api_answers_as_its_openapi_document_says(
-    apps: dict[str, ModuleType], service: str
+    apps: dict[str, ModuleType], service: str, tmp_path: Path
 ) -> None:
     app = with_keys(apps[service].create_app(), {DEV_OFFICE_KEY: "office"})
     async with serving(app) as url:
@@ -50,8 +51,8 @@ async def test_the_http_api_answers_as_its_openapi_document_says(
             *(arg for path in SKIPPED for arg in ("--exclude-path", path)),
         ]
         process = await asyncio.create_subprocess_exec(
-            *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-        )
+            *command, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )  # in tmp_path: schemathesis keeps a cache in its working directory
         out, _ = await process.communicate()
     report = out.decode()
     assert process.returncode == 0, report
