@@ -20,4 +20,9 @@ if ! command -v chromium >/dev/null 2>&1 || [[ ! -e /usr/share/fonts/truetype/wq
   $SUDO apt-get update -q
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends chromium fonts-wqy-microhei
 fi
+# The AsyncAPI validator the contract check runs (scripts/check_contracts.sh): project-local,
+# pinned by package-lock.json.
+if [[ ! -x node_modules/.bin/asyncapi ]]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
 bash scripts/services.sh start

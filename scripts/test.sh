@@ -13,5 +13,6 @@ fi
 bash scripts/setup.sh
 echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check .
 echo "== mypy"; .venv/bin/mypy shared services wmsj bench
-echo "== asyncapi docs match the code"; .venv/bin/python -m wmsj.docs --check
+echo "== contract docs match the code"; .venv/bin/python -m wmsj.docs --check
+echo "== contract docs are valid (AsyncAPI, OpenAPI)"; bash scripts/check_contracts.sh
 echo "== pytest"; .venv/bin/python -m pytest "$@"

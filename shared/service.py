@@ -34,6 +34,7 @@ from shared.messaging import (
     retry_transient,
 )
 from shared.mongo import Document, Effect, Outbox, connect, ensure_common_indexes, handle_once
+from shared.openapi import document
 from shared.pii import scrub
 from shared.settings import CommonSettings, InsecureSettings, refuse_insecure_settings
 from shared.topology import EVENTS, declare_topology
@@ -236,7 +237,7 @@ class Service:
         async def live() -> dict[str, str]:
             return {"status": "alive", "service": self.name}
 
-        @app.get("/health/ready", tags=["health"])
+        @app.get("/health/ready", tags=["health"], responses={503: {"description": "Not ready: the reason."}})
         async def ready(response: Response) -> dict[str, str]:
             try:
                 await asyncio.wait_for(self.check_ready(), timeout=5)
@@ -260,6 +261,7 @@ class Service:
 
         if routes:
             routes(app)
+        document(app)  # security schemes and error responses in its OpenAPI document
         from shared.http import guard  # the HTTP door: body caps, bounded parameters, headers
 
         guard(app)

@@ -36,6 +36,8 @@ from shared.settings import CommonSettings, S3Settings
 from wmsj import processes
 from wmsj.client import TownshipClient, object_store, upload
 from wmsj.demo import demo_month
+from wmsj.township import BrokerRefused, ReplyListener
+from wmsj.township import Publisher as KitPublisher
 
 TOWNSHIP_TYPES = {e.TYPE for e in TOWNSHIP_EVENTS}
 
@@ -142,19 +144,30 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
+    """With the client kit (wmsj.township): confirms, an outbox file (``--outbox``: a run
+    that was cut off sends what was not confirmed first), refusals from the reply queue."""
     good, bad = _check_file(Path(args.file))
     if bad:
         print(f"{bad} invalid events were not published")
 
     async def run() -> int:
-        async with TownshipClient(CommonSettings().amqp_url) as township:
+        url = CommonSettings().amqp_url
+        refused = 0
+        async with (
+            ReplyListener(url) as replies,
+            KitPublisher(url, outbox=args.outbox, reply_to=replies.queue_name) as publisher,
+        ):
             for event in good:
-                await township.publish(event)
-            print(f"{len(good)} events published; waiting {args.wait}s for rejections")
-            await asyncio.sleep(args.wait)
-            for rejection in township.rejections:
+                try:
+                    await publisher.publish(event)
+                except BrokerRefused as refusal:
+                    refused += 1
+                    print(f"{event.id}: the broker refused it: {refusal}")
+            print(f"{len(good) - refused} events published; waiting up to {args.wait}s for rejections")
+            found = await replies.wait_for({e.id for e in good}, timeout=args.wait)
+            for rejection in found.values():
                 _print_rejection(rejection)
-            return 1 if township.rejections or bad else 0
+            return 1 if found or bad or refused else 0
 
     return asyncio.run(run())
 
@@ -403,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     publish = sub.add_parser("publish", help="validate and publish a file of events")
     publish.add_argument("file")
     publish.add_argument("--wait", type=float, default=5, help="seconds to wait for rejections")
+    publish.add_argument("--outbox", help="file of events not confirmed yet (sent first on the next run)")
     publish.set_defaults(func=cmd_publish)
     check = sub.add_parser("validate", help="check a file of events offline")
     check.add_argument("file")

@@ -1,7 +1,12 @@
 """Generate the contract documents from the code (never written by hand):
 
-- ``docs/asyncapi/<service>.json``: each service's AsyncAPI 3.0 document, by FastStream;
-- ``docs/schemas/<event type>.json``: the JSON Schema of every event type.
+- ``docs/asyncapi/<service>.json``: each service's AsyncAPI 3.0 document, by FastStream,
+  completed by ``wmsj.asyncapi`` (servers, security, message examples);
+- ``docs/openapi/<service>.json``: each service's HTTP API (OpenAPI 3.1, by FastAPI, with
+  ``shared.openapi``'s security schemes and error responses);
+- ``docs/schemas/<event type>.json``: the JSON Schema of every event type;
+- the generated parts of ``docs/township-integration.md`` (``wmsj.guide``): allowed parents,
+  event types, size limits, scoring rules.
 
 ``python -m wmsj.docs`` writes them; ``--check`` fails if the committed ones differ.
 """
@@ -16,6 +21,9 @@ import sys
 from pathlib import Path
 
 from shared.events import ALL_EVENTS
+from wmsj.asyncapi import complete as complete_asyncapi
+from wmsj.guide import GUIDE
+from wmsj.guide import render as render_guide
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("registry", "activities", "evidence", "supervision")
@@ -27,9 +35,12 @@ def render() -> dict[Path, str]:
     out: dict[Path, str] = {}
     for name in SERVICES:
         app = importlib.import_module(f"services.{name}.app")
-        spec = json.loads(app.asyncapi.to_specification().to_json())
+        spec = complete_asyncapi(json.loads(app.asyncapi.to_specification().to_json()))
         out[Path("docs/asyncapi") / f"{name}.json"] = (
             json.dumps(spec, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+        )
+        out[Path("docs/openapi") / f"{name}.json"] = (
+            json.dumps(app.create_app().openapi(), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
         )
     for event in ALL_EVENTS:
         schema = event.model_json_schema()
@@ -37,6 +48,8 @@ def render() -> dict[Path, str]:
         out[Path("docs/schemas") / f"{event.TYPE}.json"] = (
             json.dumps(schema, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
         )
+    guide = (ROOT / GUIDE).read_text(encoding="utf-8")
+    out[GUIDE] = render_guide(guide)
     return out
 
 

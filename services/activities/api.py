@@ -22,6 +22,15 @@ from services.activities.domain.months import in_month, units_without_activity
 from services.activities.domain.orders import OrderView
 from services.activities.domain.orders import view as order_view
 from services.activities.domain.projects import ListVersion, check_plan
+from services.activities.responses import (
+    ActivityDetail,
+    ActivityView,
+    CityCalendar,
+    MonthlyWarningView,
+    OrderState,
+    ProjectListVersion,
+    UnitCalendar,
+)
 from services.activities.store import ActivityStore, OrderStore, ProjectListStore, RosterStore, UnitStore
 from shared.auth import Caller, current_caller
 from shared.events import period_of
@@ -109,14 +118,14 @@ def router(stores: Stores, accept_within: timedelta) -> APIRouter:
         found.sort(key=lambda a: (_when(a), a.activity_id))
         return [await view(a, lists, now) for a in found]
 
-    @api.get("/activities")
+    @api.get("/activities", response_model=list[ActivityView])
     async def list_activities(caller: Who, unit_id: str | None = None) -> list[dict[str, Any]]:
         now = datetime.now(UTC)
         lists = await stores.project_lists.all()
         found = await visible(caller, await stores.activities.list(unit_id=unit_id))
         return [await view(a, lists, now) for a in found]
 
-    @api.get("/activities/{activity_id}")
+    @api.get("/activities/{activity_id}", response_model=ActivityDetail)
     async def get_activity(caller: Who, activity_id: Id) -> dict[str, Any]:
         activity = await stores.activities.get(activity_id)
         if activity is None or not await in_scope(caller, [activity.unit_id]):
@@ -138,7 +147,7 @@ def router(stores: Stores, accept_within: timedelta) -> APIRouter:
         )
         return out
 
-    @api.get("/units/{unit_id}/calendar")
+    @api.get("/units/{unit_id}/calendar", response_model=UnitCalendar)
     async def unit_calendar(caller: Who, unit_id: Id, period: PeriodQuery = None) -> dict[str, Any]:
         """A unit's monthly calendar (月度活动安排)."""
         if not await in_scope(caller, [unit_id]):
@@ -146,7 +155,7 @@ def router(stores: Stores, accept_within: timedelta) -> APIRouter:
         period = period or period_of(datetime.now(UTC))
         return {"unit_id": unit_id, "period": period, "activities": await calendar(caller, period, unit_id)}
 
-    @api.get("/calendar")
+    @api.get("/calendar", response_model=CityCalendar)
     async def city_calendar(caller: Who, period: PeriodQuery = None) -> dict[str, Any]:
         """The city's calendar for a month, by key project (activities without one: ""); a
         township's key sees its own subtree's part of it."""
@@ -167,7 +176,7 @@ def router(stores: Stores, accept_within: timedelta) -> APIRouter:
             ],
         }
 
-    @api.get("/warnings/monthly")
+    @api.get("/warnings/monthly", response_model=MonthlyWarningView)
     async def monthly_warning(caller: Who, period: PeriodQuery = None) -> dict[str, Any]:
         """The units with nothing scheduled or completed in the month (so far)."""
         period = period or period_of(datetime.now(UTC))
@@ -175,7 +184,7 @@ def router(stores: Stores, accept_within: timedelta) -> APIRouter:
         missing = units_without_activity(known, await stores.activities.in_period(period), period)
         return {"period": period, "units_known": len(known), "unit_ids": missing}
 
-    @api.get("/projects/{year}")
+    @api.get("/projects/{year}", response_model=list[ProjectListVersion])
     async def project_list(caller: Who, year: YearPath) -> list[dict[str, Any]]:
         """Every version of a year's key project list."""
         versions = [
@@ -189,7 +198,7 @@ def router(stores: Stores, accept_within: timedelta) -> APIRouter:
         ]
         return scrub_free_text(versions)  # type: ignore[no-any-return]
 
-    @api.get("/orders/{order_id}")
+    @api.get("/orders/{order_id}", response_model=OrderState)
     async def get_order(caller: Who, order_id: Id) -> dict[str, Any]:
         order = await stores.orders.get(order_id)
         if order is None:

@@ -27,6 +27,14 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from services.evidence.domain import HEAD_SAMPLE, MAX_SIZE, sniff, upload_prefix
 from services.evidence.objects import ObjectStore
+from services.evidence.responses import (
+    UPLOAD_ERRORS,
+    ActivityEvidence,
+    EvidenceView,
+    UploadClaim,
+    UploadPolicy,
+    ViewLinks,
+)
 from services.evidence.settings import EvidenceSettings
 from services.evidence.store import EvidenceStore
 from shared.auth import Caller, current_caller
@@ -89,7 +97,7 @@ def router(evidence: EvidenceStore, objects: ObjectStore, settings: EvidenceSett
             raise HTTPException(404, f"no evidence {evidence_id}")
         return doc
 
-    @api.get("/evidence")
+    @api.get("/evidence", response_model=list[EvidenceView])
     async def list_evidence(
         caller: Who, activity_id: Annotated[str, Query(min_length=1, max_length=128)]
     ) -> list[dict[str, Any]]:
@@ -101,11 +109,11 @@ def router(evidence: EvidenceStore, objects: ObjectStore, settings: EvidenceSett
             return []
         return [_view(d) for d in await evidence.for_activity(activity_id)]
 
-    @api.get("/evidence/{evidence_id}")
+    @api.get("/evidence/{evidence_id}", response_model=EvidenceView)
     async def get_evidence(caller: Who, evidence_id: Id) -> dict[str, Any]:
         return _view(await visible_evidence(caller, evidence_id))
 
-    @api.get("/evidence/{evidence_id}/links")
+    @api.get("/evidence/{evidence_id}/links", response_model=ViewLinks)
     async def view_links(evidence_id: Id, caller: Who) -> dict[str, Any]:
         """Links valid for a while (presigned GETs): the office views, nothing is copied out."""
         if not caller.is_office:
@@ -120,7 +128,7 @@ def router(evidence: EvidenceStore, objects: ObjectStore, settings: EvidenceSett
             "expires_at": datetime.now(UTC) + expiry,
         }
 
-    @api.get("/activities/{activity_id}/evidence")
+    @api.get("/activities/{activity_id}/evidence", response_model=ActivityEvidence)
     async def activity_progress(caller: Who, activity_id: Id) -> dict[str, Any]:
         doc = await evidence.activity(activity_id)
         if doc is None or "stated_at" not in doc or not await sees_unit(caller, doc.get("unit_id")):
@@ -142,7 +150,7 @@ def router(evidence: EvidenceStore, objects: ObjectStore, settings: EvidenceSett
             "evidence": scrub_free_text(doc.get("evidence", [])),
         }
 
-    @api.post("/uploads/policy")
+    @api.post("/uploads/policy", response_model=UploadPolicy)
     async def upload_policy(request: UploadRequest, caller: Who) -> dict[str, Any]:
         """A presigned POST for exactly one object: this key, this size, this type."""
         limit = MAX_SIZE.get(request.content_type)
@@ -154,7 +162,7 @@ def router(evidence: EvidenceStore, objects: ObjectStore, settings: EvidenceSett
         policy = objects.upload_policy(key, request.size, request.content_type, expiry)
         return {"object_key": key, **policy, "expires_at": datetime.now(UTC) + expiry}
 
-    @api.post("/uploads", status_code=201)
+    @api.post("/uploads", status_code=201, response_model=UploadClaim, responses=UPLOAD_ERRORS)
     async def upload(request: Request, caller: Who) -> dict[str, Any]:
         """multipart/form-data with one ``file`` part; streamed to the upload bucket."""
         kind, options = parse_options_header(request.headers.get("content-type", ""))

@@ -14,6 +14,14 @@ from fastapi import APIRouter, FastAPI, HTTPException, UploadFile
 from fastapi.responses import Response
 
 from services.registry.domain import Unit
+from services.registry.responses import (
+    ImportReportView,
+    UnitChange,
+    UnitNode,
+    UnitView,
+    VolunteerDetail,
+    VolunteerView,
+)
 from services.registry.sheets import (
     UNIT_COLUMNS,
     VOLUNTEER_COLUMNS,
@@ -26,6 +34,7 @@ from services.registry.store import UnitStore
 from shared.auth import Caller, current_caller
 from shared.http import HttpSettings, Id, limit_body
 from shared.identity import IdentitySettings, Publisher, township_user
+from shared.openapi import CSV, XLSX, file_responses
 from shared.pii import scrub_free_text, vault
 
 Importer = Callable[[list[Any], Publisher, list[Any]], Awaitable[Any]]
@@ -73,7 +82,7 @@ def router(units: UnitStore, import_units: Importer, import_volunteers: Importer
 
     # ------------------------------------------------------------------ units
 
-    @api.get("/units", tags=["units"])
+    @api.get("/units", tags=["units"], response_model=list[UnitView])
     async def list_units(
         caller: Who,
         township_id: str | None = None,
@@ -89,7 +98,7 @@ def router(units: UnitStore, import_units: Importer, import_volunteers: Importer
         found = await units.search(township_id=township_id, kind=kind, name=name, code=code)
         return [_show(u) for u in found]
 
-    @api.get("/units/tree", tags=["units"])
+    @api.get("/units/tree", tags=["units"], response_model=list[UnitNode])
     async def tree(caller: Who, root: str | None = None) -> list[dict[str, Any]]:
         """The unit tree (nested ``children``): the whole city for the office, its own
         subtree for a township; ``root`` narrows it to one unit's subtree."""
@@ -108,17 +117,17 @@ def router(units: UnitStore, import_units: Importer, import_volunteers: Importer
                 roots.append(nodes[unit.unit_id])
         return roots
 
-    @api.get("/units/{unit_id}", tags=["units"])
+    @api.get("/units/{unit_id}", tags=["units"], response_model=UnitView)
     async def get_unit(unit_id: Id, caller: Who) -> dict[str, Any]:
         return _show(await visible_unit(unit_id, caller))
 
-    @api.get("/units/{unit_id}/subtree", tags=["units"])
+    @api.get("/units/{unit_id}/subtree", tags=["units"], response_model=list[UnitView])
     async def subtree(unit_id: Id, caller: Who) -> list[dict[str, Any]]:
         """The unit and everything under it (a township's subtree, for a township)."""
         await visible_unit(unit_id, caller)
         return [_show(u) for u in await units.search(under=unit_id)]
 
-    @api.get("/units/{unit_id}/history", tags=["units"])
+    @api.get("/units/{unit_id}/history", tags=["units"], response_model=list[UnitChange])
     async def history(unit_id: Id, caller: Who) -> list[dict[str, Any]]:
         """Every accepted statement about the unit, and every move of its subtree, oldest first."""
         await visible_unit(unit_id, caller)
@@ -126,7 +135,7 @@ def router(units: UnitStore, import_units: Importer, import_volunteers: Importer
 
     # ------------------------------------------------------------------ volunteers
 
-    @api.get("/volunteers", tags=["volunteers"])
+    @api.get("/volunteers", tags=["volunteers"], response_model=list[VolunteerView])
     async def list_volunteers(
         caller: Who, township_id: str | None = None, unit_id: str | None = None
     ) -> list[dict[str, Any]]:
@@ -139,7 +148,7 @@ def router(units: UnitStore, import_units: Importer, import_volunteers: Importer
         pii = vault()
         return [scrub_free_text(v.masked(pii, hours.get(v.volunteer_id, 0.0))) for v in found]
 
-    @api.get("/volunteers/{volunteer_id}", tags=["volunteers"])
+    @api.get("/volunteers/{volunteer_id}", tags=["volunteers"], response_model=VolunteerDetail)
     async def get_volunteer(volunteer_id: Id, caller: Who) -> dict[str, Any]:
         volunteer = await units.volunteer(volunteer_id)
         if volunteer is None or not caller.sees(volunteer.township_id):
@@ -151,7 +160,7 @@ def router(units: UnitStore, import_units: Importer, import_volunteers: Importer
 
     # ------------------------------------------------------------------ spreadsheets
 
-    @api.post("/import/units", tags=["spreadsheets"])
+    @api.post("/import/units", tags=["spreadsheets"], response_model=ImportReportView)
     async def import_unit_sheet(file: UploadFile, caller: Who) -> dict[str, Any]:
         """A CSV or XLSX of units (columns as ``GET /export/units``): imported row by row with
         the rules of ``wmsj.unit.registered.v2``; every refused row is reported."""
@@ -162,7 +171,7 @@ def router(units: UnitStore, import_units: Importer, import_volunteers: Importer
             raise HTTPException(422, str(problem)) from problem
         return asdict(await import_units(rows, _publisher(caller), errors))
 
-    @api.post("/import/volunteers", tags=["spreadsheets"])
+    @api.post("/import/volunteers", tags=["spreadsheets"], response_model=ImportReportView)
     async def import_volunteer_sheet(file: UploadFile, caller: Who) -> dict[str, Any]:
         """A CSV or XLSX of volunteers (``volunteer_id, name, id_card, phone, unit_id, team_ids,
         active``): rows that break a rule are reported (row, column, reason), the rest imported."""
@@ -173,13 +182,13 @@ def router(units: UnitStore, import_units: Importer, import_volunteers: Importer
             raise HTTPException(422, str(problem)) from problem
         return asdict(await import_volunteers(rows, _publisher(caller), errors))
 
-    @api.get("/export/units", tags=["spreadsheets"])
+    @api.get("/export/units", tags=["spreadsheets"], responses=file_responses(CSV, XLSX))
     async def export_units(caller: Who, format: Literal["csv", "xlsx"] = "csv") -> Response:
         found = await units.search(township_id=None if caller.is_office else caller.township_id)
         rows = [{**_show(u), "township_id": u.township_id} for u in found]  # _show masks free text
         return _file(write_table(UNIT_COLUMNS, rows, format), "units", format)
 
-    @api.get("/export/volunteers", tags=["spreadsheets"])
+    @api.get("/export/volunteers", tags=["spreadsheets"], responses=file_responses(CSV, XLSX))
     async def export_volunteers(caller: Who, format: Literal["csv", "xlsx"] = "csv") -> Response:
         """Volunteers with their ID-card numbers and phones masked."""
         found = await units.list_volunteers(township_id=None if caller.is_office else caller.township_id)

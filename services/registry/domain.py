@@ -12,7 +12,10 @@ communities under those, practice institutes (所) and stations (站) and volunt
 4. no cycles: a unit cannot move under one of its own descendants;
 5. a village's or community's division code begins with its township's;
 6. the owning township is the parent's: a stated ``township_id`` that disagrees is refused
-   (left out, it is derived);
+   (left out, it is derived). Volunteer teams cross the administrative hierarchy (the notice
+   puts a township's 志愿服务大队 under the city's 总队): a team under a city-level team
+   belongs to the township it states (``team_township``), and is that township's to publish
+   about; stated nothing, it is city level like its parent;
 7. a move takes the subtree along: every descendant gets the new ancestors and township.
 
 Out of order: a child may arrive before its parent. It is then *held* (not refused: it is
@@ -24,6 +27,7 @@ refused (``outstayed``, from ``shared.hold_rules`` like the other services' hold
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -54,7 +58,7 @@ ALLOWED_PARENTS: dict[UnitKind, frozenset[UnitKind | None]] = {
     K.PRACTICE_CENTRE: frozenset({None, K.CITY}),
     K.PRACTICE_INSTITUTE: frozenset({K.PRACTICE_CENTRE, *TOWNSHIP_LEVEL}),
     K.PRACTICE_STATION: frozenset({K.PRACTICE_INSTITUTE, K.VILLAGE, K.COMMUNITY, *_HOSTS}),
-    K.GENERAL_TEAM: frozenset({None, K.CITY, K.PRACTICE_CENTRE, K.DEPARTMENT}),
+    K.GENERAL_TEAM: frozenset({None, K.CITY, K.PRACTICE_CENTRE, K.DEPARTMENT, K.GENERAL_TEAM}),
     K.BRIGADE: frozenset({K.GENERAL_TEAM, K.PRACTICE_INSTITUTE, K.DEPARTMENT, *TOWNSHIP_LEVEL}),
     K.SQUAD: frozenset(
         {K.BRIGADE, K.PRACTICE_INSTITUTE, K.PRACTICE_STATION, K.VILLAGE, K.COMMUNITY, *_HOSTS}
@@ -163,10 +167,11 @@ def place(data: UnitRegisteredV2, parent: Unit | None) -> tuple[str | None, tupl
             f"({parent.unit_id})"
         )
     township = data.unit_id if kind in TOWNSHIP_LEVEL else parent.owner
+    township = team_township(kind, parent, data.township_id) or township
     if kind not in TOWNSHIP_LEVEL and data.township_id is not None and data.township_id != township:
         raise RefusedUnit(
             f"unit {data.unit_id}: township_id {data.township_id} does not match its parent "
-            f"{parent.unit_id}, which is in township {township}",
+            f"{parent.unit_id}, which is in {f'township {township}' if township else 'no township (city level)'}",
             "township_id",
         )
     return township, (*parent.ancestors, parent.unit_id)
@@ -223,6 +228,22 @@ def apply_registration(
     )
 
 
+def team_township(kind: UnitKind, parent: Unit, stated: str | None) -> str | None:
+    """The township a team (总队/大队/分队) belongs to when it sits under a city-level team
+    (the city's 总队 or 大队): the one it states. None: it takes its parent's, as every unit."""
+    if kind in TEAMS and UnitKind(parent.kind) in TEAMS and parent.owner is None:
+        return stated
+    return None
+
+
+def stated_township(unit: Unit) -> str | None:
+    """The ``township_id`` the unit's latest statement gave (``Unit.stated`` is its content)."""
+    try:
+        return json.loads(unit.stated).get("township_id") if unit.stated else None
+    except ValueError:
+        return None
+
+
 def moved_subtree(moved: Unit, descendants: list[Unit]) -> list[Unit]:
     """Rule 7: the descendants of ``moved`` with their new ancestors and township, parents
     before children; only those that changed."""
@@ -233,6 +254,7 @@ def moved_subtree(moved: Unit, descendants: list[Unit]) -> list[Unit]:
         if parent is None:  # not really under ``moved`` any more
             continue
         township = unit.unit_id if unit.kind in TOWNSHIP_LEVEL else parent.owner
+        township = team_township(UnitKind(unit.kind), parent, stated_township(unit)) or township
         updated = replace(unit, ancestors=(*parent.ancestors, parent.unit_id), township_id=township)
         by_id[unit.unit_id] = updated
         if updated != unit:

@@ -32,6 +32,17 @@ from services.supervision.domain import (
     score_year,
 )
 from services.supervision.labels import kind_label, list_label, township_of
+from services.supervision.responses import (
+    CompletedActivity,
+    EligibilityRow,
+    Heatmap,
+    InspectionAccepted,
+    Lists,
+    Recomputed,
+    Rules,
+    ScoreHistoryEntry,
+    ScoreRow,
+)
 from services.supervision.session import Sessions, is_page, security_headers
 from services.supervision.sheets import add_sheet, csv_bytes, xlsx_bytes
 from services.supervision.store import FactStore, ScoreStore, score_fields, to_activity
@@ -40,6 +51,7 @@ from shared.auth import Caller
 from shared.events.supervision import InspectionRecorded, InspectionRecordedEvent
 from shared.http import Id, Period, PeriodPath, Year
 from shared.messaging import InvalidEvent
+from shared.openapi import CSV, XLSX, file_responses
 from shared.pii import scrub_free_text
 
 DASHBOARD = Path(__file__).with_name("dashboard")
@@ -185,7 +197,7 @@ def router(
             }
         )
 
-    @api.get("/scores", tags=["scores"])
+    @api.get("/scores", tags=["scores"], response_model=list[ScoreRow])
     async def list_scores(
         *, caller: Caller = auth, period: PeriodQuery, township_id: str | None = None, kind: str | None = None
     ) -> list[dict[str, Any]]:
@@ -193,7 +205,7 @@ def router(
         rank overall, within its kind and within its township, and its list (red/black)."""
         return await table(caller, period, township_id, kind)
 
-    @api.get("/scores/{unit_id}", tags=["scores"])
+    @api.get("/scores/{unit_id}", tags=["scores"], response_model=ScoreRow)
     async def unit_score(*, caller: Caller = auth, unit_id: Id, period: PeriodQuery) -> dict[str, Any]:
         """One unit's score with every item: points, why, and the facts it counted."""
         units = await units_for(caller)
@@ -204,14 +216,14 @@ def router(
             units.get(unit_id, {"unit_id": unit_id}), score, is_due(period, datetime.now(UTC), rules)
         )
 
-    @api.get("/units/{unit_id}/history", tags=["scores"])
+    @api.get("/units/{unit_id}/history", tags=["scores"], response_model=list[ScoreHistoryEntry])
     async def history(*, caller: Caller = auth, unit_id: Id) -> list[dict[str, Any]]:
         """Every score kept for the unit (months, quarters, years)."""
         if unit_id not in await units_for(caller) and not caller.is_office:
             raise HTTPException(404, f"no unit {unit_id}")
         return [score_fields(s) for s in await scores.for_unit(unit_id)]
 
-    @api.get("/units/{unit_id}/activities", tags=["scores"])
+    @api.get("/units/{unit_id}/activities", tags=["scores"], response_model=list[CompletedActivity])
     async def activities(*, caller: Caller = auth, unit_id: Id, period: PeriodQuery) -> list[dict[str, Any]]:
         """Drill-down: the activities completed in the period and their evidence."""
         if unit_id not in await units_for(caller) and not caller.is_office:
@@ -223,7 +235,7 @@ def router(
             ]
         )
 
-    @api.get("/rankings", tags=["scores"])
+    @api.get("/rankings", tags=["scores"], response_model=dict[str, list[ScoreRow]])
     async def rankings(
         *,
         caller: Caller = auth,
@@ -236,7 +248,7 @@ def router(
             groups.setdefault(str(row.get(within)), []).append(row)
         return {g: sorted(rows, key=lambda r: r[f"rank_in_{within}"]) for g, rows in sorted(groups.items())}
 
-    @api.get("/lists", tags=["scores"])
+    @api.get("/lists", tags=["scores"], response_model=Lists)
     async def red_and_black(*, caller: Caller = auth, period: PeriodQuery) -> dict[str, Any]:
         """红榜 and 黑榜 at the rules' thresholds; none while the period is in progress (until
         ``due_at``: its end plus the rules' ``lists_due_days``)."""
@@ -249,7 +261,7 @@ def router(
             "black": [r for r in rows if r["list"] == "black"],
         }
 
-    @api.get("/eligibility", tags=["scores"])
+    @api.get("/eligibility", tags=["scores"], response_model=list[EligibilityRow])
     async def civilized_unit_eligibility(*, caller: Caller = auth, year: YearQuery) -> list[dict[str, Any]]:
         """Civilized-unit eligibility from the annual score and the three-year mean."""
         out = []
@@ -262,7 +274,7 @@ def router(
             out.append({"unit_id": unit_id, "name": unit.get("name"), **asdict(result)})
         return out
 
-    @api.get("/heatmap", tags=["scores"])
+    @api.get("/heatmap", tags=["scores"], response_model=Heatmap)
     async def heatmap(*, caller: Caller = auth, year: YearQuery) -> dict[str, Any]:
         """Activity coverage: completed activities of each unit in each month of the year,
         with each unit's name, kind and township (the page groups and filters by them)."""
@@ -285,7 +297,7 @@ def router(
             },
         }
 
-    @api.get("/rules", tags=["rules"])
+    @api.get("/rules", tags=["rules"], response_model=Rules)
     async def current_rules(*, caller: Caller = auth) -> dict[str, Any]:
         return asdict(rules)
 
@@ -336,7 +348,7 @@ def router(
             )
         return header, out
 
-    @api.get("/exports/scores.csv", tags=["exports"])
+    @api.get("/exports/scores.csv", tags=["exports"], responses=file_responses(CSV))
     async def export_csv(*, caller: Caller = auth, period: PeriodQuery) -> Response:
         header, rows = export_rows(await table(caller, period))
         return Response(
@@ -345,7 +357,7 @@ def router(
             headers={"Content-Disposition": f'attachment; filename="scores-{period}.csv"'},
         )
 
-    @api.get("/exports/scores.xlsx", tags=["exports"])
+    @api.get("/exports/scores.xlsx", tags=["exports"], responses=file_responses(XLSX))
     async def export_xlsx(*, caller: Caller = auth, period: PeriodQuery) -> Response:
         rows = await table(caller, period)
         header, lines = export_rows(rows)
@@ -578,7 +590,7 @@ def router(
             "orders_near_escalation": None,
         }
 
-    @api.post("/inspections", tags=["inspections"], status_code=202)
+    @api.post("/inspections", tags=["inspections"], status_code=202, response_model=InspectionAccepted)
     async def post_inspection(*, caller: Caller = auth, inspection: InspectionRecorded) -> dict[str, Any]:
         """The office records an inspection (same as ``wmsj.inspection.recorded.v1``)."""
         if not caller.is_office:
@@ -598,7 +610,7 @@ def router(
             ) from None
         return {"recorded": handled, "event_id": event.id}
 
-    @api.post("/recompute", tags=["rules"])
+    @api.post("/recompute", tags=["rules"], response_model=Recomputed)
     async def recompute(*, caller: Caller = auth) -> dict[str, Any]:
         """Recompute every score from the facts with the loaded rules."""
         if not caller.is_office:

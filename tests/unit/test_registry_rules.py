@@ -242,18 +242,26 @@ def test_units_are_accepted_under_the_parents_the_notice_gives_them(
 # ------------------------------------------------------------------ rule 4: no cycles
 
 
-def test_the_kind_rules_alone_already_make_cycles_impossible():
-    # Every allowed parent kind is "higher" than its child's: the kinds form a DAG. The
-    # cycle check (next test) still stands guard, e.g. against rules loosened later.
+def test_the_kind_rules_alone_make_cycles_impossible_but_among_general_teams():
+    # Every allowed parent kind is "higher" than its child's, except a 总队 under a 总队 (a
+    # township's under the city's): the cycle check (next tests) stands guard there.
     order: dict[UnitKind, int] = {}
 
     def height(kind: UnitKind, seen: frozenset[UnitKind] = frozenset()) -> int:
         assert kind not in seen, f"kind cycle through {kind}"
-        parents = [p for p in ALLOWED_PARENTS[kind] if p is not None]
+        parents = [p for p in ALLOWED_PARENTS[kind] if p is not None and p != kind]
         return order.setdefault(kind, 1 + max((height(p, seen | {kind}) for p in parents), default=0))
 
     for kind in UnitKind:
         height(kind)
+
+
+def test_a_general_team_cannot_move_under_its_own_sub_team():
+    city_team = known("431381-ZD", K.GENERAL_TEAM, CITY)
+    town_team = placed_team("431381101-ZD", K.GENERAL_TEAM, city_team, "431381101")
+    moving = UnitRegistered(unit_id="431381-ZD", name="总队", kind=K.GENERAL_TEAM, parent_id="431381101-ZD")
+    with pytest.raises(RefusedUnit, match="is in its own subtree"):
+        apply_registration(city_team, moving, LATER, town_team)
 
 
 def test_a_cycle_is_refused_with_its_reason():
@@ -295,6 +303,74 @@ def test_a_stated_township_that_disagrees_with_the_parent_is_refused():
         "unit 431381101201: township_id 431381103 does not match its parent 431381101, which is in "
         "township 431381101"
     )
+
+
+def placed_team(unit_id: str, kind: UnitKind, parent: Unit, township: str | None) -> Unit:
+    data = UnitRegistered(
+        unit_id=unit_id, name=unit_id, kind=kind, parent_id=parent.unit_id, township_id=township
+    )
+    placed = apply_registration(None, data, T0, parent)
+    assert placed is not None
+    return placed
+
+
+def test_a_townships_teams_sit_under_the_citys_general_team_and_belong_to_the_township():
+    # The notice: the city's 志愿服务总队, a 大队 per township under it, 分队 under those.
+    city_team = known("431381-ZD", K.GENERAL_TEAM, CITY)
+    assert city_team.owner is None
+    brigade = placed_team("431381101-DD", K.BRIGADE, city_team, "431381101")
+    assert (brigade.owner, brigade.ancestors) == ("431381101", ("431381", "431381-ZD"))
+    squad = placed_team("431381101-FD", K.SQUAD, brigade, None)  # derived from its 大队
+    assert squad.owner == "431381101"
+    general = placed_team("431381101-ZD", K.GENERAL_TEAM, city_team, "431381101")
+    assert general.owner == "431381101"
+    # Stating no township, a team under the city's is the city's.
+    assert placed_team("431381-DD", K.BRIGADE, city_team, None).owner is None
+
+
+def test_a_team_under_a_townships_team_cannot_claim_another_township():
+    city_team = known("431381-ZD", K.GENERAL_TEAM, CITY)
+    brigade = placed_team("431381101-DD", K.BRIGADE, city_team, "431381101")
+    data = UnitRegistered(
+        unit_id="431381101-FD", name="分队", kind=K.SQUAD, parent_id=brigade.unit_id, township_id="431381103"
+    )
+    assert refusal(data, brigade) == (
+        "unit 431381101-FD: township_id 431381103 does not match its parent 431381101-DD, which is in "
+        "township 431381101"
+    )
+
+
+def test_only_teams_under_a_city_team_take_the_township_they_state():
+    # A practice station under a city department stays city level whatever it states.
+    department = known("431381-WMB", K.DEPARTMENT, CITY)
+    data = UnitRegistered(
+        unit_id="431381-WMB-Z",
+        name="站",
+        kind=K.PRACTICE_STATION,
+        parent_id=department.unit_id,
+        township_id="431381101",
+    )
+    assert refusal(data, department) == (
+        "unit 431381-WMB-Z: township_id 431381101 does not match its parent 431381-WMB, which is in no township (city level)"
+    )
+
+
+def test_a_township_team_under_the_city_team_keeps_its_township_when_the_city_team_moves():
+    city_team = known("431381-ZD", K.GENERAL_TEAM, CITY)
+    brigade = placed_team("431381101-DD", K.BRIGADE, city_team, "431381101")
+    squad = placed_team("431381101-FD", K.SQUAD, brigade, None)
+    centre = known("431381-C", K.PRACTICE_CENTRE, CITY)
+    moved = apply_registration(
+        city_team,
+        UnitRegistered(unit_id="431381-ZD", name="总队", kind=K.GENERAL_TEAM, parent_id=centre.unit_id),
+        LATER,
+        centre,
+    )
+    assert moved is not None
+    followed = {u.unit_id: u for u in moved_subtree(moved, [brigade, squad])}
+    assert followed["431381101-DD"].township_id == "431381101"
+    assert followed["431381101-FD"].township_id == "431381101"
+    assert followed["431381101-FD"].ancestors == ("431381", "431381-C", "431381-ZD", "431381101-DD")
 
 
 def test_a_townships_own_township_is_itself():
