@@ -80,6 +80,9 @@ DATA: dict[str, dict[str, Any]] = {
         "credited_at": "2026-06-03T11:12:00+08:00",
         "basis": "attendance",
     },
+    "wmsj.volunteer.enrolled.v1": {
+        "enrolled": [{"volunteer_id": f"{T}-v-0001", "unit_id": VILLAGE, "township_id": T, "active": True}]
+    },
     "wmsj.activity.published.v1": {"activity_id": ACTIVITY, "unit_id": VILLAGE, "capacity": 20},
     "wmsj.activity.cancelled.v1": {"activity_id": ACTIVITY, "unit_id": VILLAGE, "reason": "暴雨预警"},
     "wmsj.order.placed.v1": {
@@ -267,6 +270,7 @@ SOURCES = {"township": f"/townships/{T}", "office": "/office"}
 OWNERS = {
     "wmsj.event.rejected.v1": "registry",
     "wmsj.volunteer.hours-credited.v1": "activities",
+    "wmsj.volunteer.enrolled.v1": "registry",
     "wmsj.order": "activities",
     "wmsj.monthly-warning": "activities",
     "wmsj.evidence": "evidence",
