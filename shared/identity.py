@@ -25,6 +25,7 @@ made by ``wmsj township add``, but a service does not rely on how a user was mad
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +80,21 @@ class Publisher:
             f"unit {unit_id} is in {where}"
         )
 
+    @property
+    def canonical_source(self) -> str | None:
+        """The ``source`` this publisher's events must carry (None: the office, any source)."""
+        return None if self.township_id is None else township_source(self.township_id)
+
+    def may_not_use_source(self, source: str) -> str | None:
+        """Why this publisher may not state ``source``, or None. A township's events carry
+        its own canonical source, so that the de-duplication key ``(source, id)`` is the
+        broker-validated sender's and no township can take another's ids; the office may use
+        any source (it states facts on townships' behalf, and corrects them)."""
+        expected = self.canonical_source
+        if expected is None or source == expected:
+            return None
+        return f"township {self.township_id}'s events must have source {expected!r}, not {source!r}"
+
     def may_not_publish_type(self, event_type: str, published_by: str) -> str | None:
         """Why this publisher may not publish an event of ``event_type`` at all, or None:
         only the office publishes the office's types (``published_by == "office"``)."""
@@ -111,10 +127,48 @@ def publisher_of(message: Any, settings: IdentitySettings | None = None) -> Publ
     try:
         return identify(getattr(raw, "user_id", None), settings)
     except Unidentified as problem:
-        raise InvalidEvent(str(problem)) from problem
+        raise InvalidEvent(str(problem), location="amqp.user_id") from problem
 
 
 def reply_queue(user: str) -> str:
     """The durable queue on which a township system hears about every event it sent that
     was refused (``wmsj township add`` declares it; only that township may read it)."""
-    return f"wmsj.replies.{user}"
+    return f"{REPLY_QUEUE_PREFIX}{user}"
+
+
+REPLY_QUEUE_PREFIX = "wmsj.replies."
+# A queue the broker named (``queue.declare`` with an empty name): private to the connection
+# that declared it, which no township can do (they may configure nothing).
+_SERVER_NAMED = re.compile(r"^amq\.gen-[A-Za-z0-9_-]+$")
+
+
+def township_source(township_id: str) -> str:
+    """The canonical ``source`` of a township's events."""
+    return f"/townships/{township_id}"
+
+
+def reply_queue_for(who: Publisher | None, reply_to: str | None) -> str | None:
+    """Where the refusal of a message from ``who`` may go, whatever its ``reply_to`` says:
+
+    - a township: only its own reply queue (``wmsj.replies.township-<id>``), even when
+      ``reply_to`` names another queue or none: a township cannot aim refusals at another
+      township's queue, nor at a service's own queue;
+    - the office: its own reply queue, or a private queue the broker named (``amq.gen-…``,
+      what ``wmsj.client`` declares for it); anything else is ignored;
+    - an unidentified sender: nowhere (it has no queue of its own).
+
+    The office's copy of every refusal is on the bus (``office.rejections``) regardless."""
+    if who is None:
+        return None
+    own = reply_queue(who.user)
+    if not who.is_office:
+        return own
+    if reply_to and (reply_to == own or _SERVER_NAMED.fullmatch(reply_to)):
+        return reply_to
+    return None
+
+
+def looks_like_reply_queue(queue: str) -> bool:
+    """Whether ``queue`` may receive a reply at all (the outbox's last check): a sender's
+    reply queue or a broker-named private queue, never a service's queue."""
+    return queue.startswith(REPLY_QUEUE_PREFIX) or bool(_SERVER_NAMED.fullmatch(queue))

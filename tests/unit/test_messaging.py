@@ -44,8 +44,18 @@ def s3_error(code: str) -> S3Error:
     )
 
 
-def message(body: bytes, message_id: str | None = "m1", kind: str | None = "wmsj.unit.registered.v1") -> Any:
-    return SimpleNamespace(body=body, message_id=message_id, raw_message=SimpleNamespace(type=kind))
+def message(
+    body: bytes,
+    message_id: str | None = "m1",
+    kind: str | None = "wmsj.unit.registered.v1",
+    user_id: str | None = "guest",
+    reply_to: str = "",
+) -> Any:
+    """A message as it comes through the ingress door, from the office by default."""
+    raw = SimpleNamespace(
+        type=kind, exchange="wmsj.ingress", user_id=user_id, content_type=None, content_encoding=None
+    )
+    return SimpleNamespace(body=body, message_id=message_id, raw_message=raw, reply_to=reply_to)
 
 
 @pytest.fixture
@@ -255,7 +265,7 @@ def rejected_message(reply_to: str | None = "amq.gen-reply") -> Any:
     return SimpleNamespace(
         body=body,
         message_id="m1",
-        raw_message=SimpleNamespace(type="wmsj.unit.registered.v1"),
+        raw_message=SimpleNamespace(type="wmsj.unit.registered.v1", exchange="wmsj.ingress", user_id="guest"),
         reply_to=reply_to,
     )
 
