@@ -25,7 +25,6 @@ made by ``wmsj township add``, but a service does not rely on how a user was mad
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,9 +136,13 @@ def reply_queue(user: str) -> str:
 
 
 REPLY_QUEUE_PREFIX = "wmsj.replies."
-# A queue the broker named (``queue.declare`` with an empty name): private to the connection
-# that declared it, which no township can do (they may configure nothing).
-_SERVER_NAMED = re.compile(r"^amq\.gen-[A-Za-z0-9_-]+$")
+
+
+def _platform_queue(queue: str) -> bool:
+    """A queue of the platform's own (a service's, the office's buffers, the dead letters)."""
+    from shared.topology import BINDINGS
+
+    return queue in {q.name for q, _, _ in BINDINGS}
 
 
 def township_source(township_id: str) -> str:
@@ -153,8 +156,9 @@ def reply_queue_for(who: Publisher | None, reply_to: str | None) -> str | None:
     - a township: only its own reply queue (``wmsj.replies.township-<id>``), even when
       ``reply_to`` names another queue or none: a township cannot aim refusals at another
       township's queue, nor at a service's own queue;
-    - the office: its own reply queue, or a private queue the broker named (``amq.gen-…``,
-      what ``wmsj.client`` declares for it); anything else is ignored;
+    - the office: the queue its ``reply_to`` names (its own, or a private one such as
+      ``wmsj.client`` declares), unless that is a platform queue or another sender's
+      reply queue;
     - an unidentified sender: nowhere (it has no queue of its own).
 
     The office's copy of every refusal is on the bus (``office.rejections``) regardless."""
@@ -163,12 +167,14 @@ def reply_queue_for(who: Publisher | None, reply_to: str | None) -> str | None:
     own = reply_queue(who.user)
     if not who.is_office:
         return own
-    if reply_to and (reply_to == own or _SERVER_NAMED.fullmatch(reply_to)):
-        return reply_to
-    return None
+    if not reply_to or _platform_queue(reply_to):
+        return None
+    if reply_to.startswith(REPLY_QUEUE_PREFIX) and reply_to != own:
+        return None
+    return reply_to
 
 
 def looks_like_reply_queue(queue: str) -> bool:
-    """Whether ``queue`` may receive a reply at all (the outbox's last check): a sender's
-    reply queue or a broker-named private queue, never a service's queue."""
-    return queue.startswith(REPLY_QUEUE_PREFIX) or bool(_SERVER_NAMED.fullmatch(queue))
+    """Whether ``queue`` may receive a reply at all (the outbox's last check): never a
+    platform queue (a service's own ingress, say)."""
+    return bool(queue) and not _platform_queue(queue)
