@@ -188,20 +188,21 @@ def control_character_problem(text: str, *, free_text: bool = False) -> str | No
 
 
 def field_named_in(reason: str, body: Any) -> str:
-    """The field a rule's refusal concerns, for refusals that do not say it: the first field
-    of the event's ``data`` (in the order the sender wrote them) whose value the reason
-    names, else ``data``. "unit 431381101-S is in township 431381102" names ``data.unit_id``."""
+    """The field a rule's refusal concerns, for refusals that do not say it: the field of
+    the event's ``data`` whose value the reason names first, else ``data``. "unit
+    431381101-S is in township 431381102" names ``data.unit_id``."""
     data = body.get("data") if isinstance(body, dict) else None
     if not isinstance(data, dict):
         return WHOLE_BODY
-    for path, value in _leaves(data, "data"):
-        if (
-            isinstance(value, str)
-            and value
-            and re.search(rf"(?<![\w.:-]){re.escape(value)}(?![\w:-])", reason)
-        ):
-            return path
-    return "data"
+    named = []
+    for order, (path, value) in enumerate(_leaves(data, "data")):
+        if not isinstance(value, str) or not value:
+            continue
+        # The value as a whole word, not inside a longer id (ids may hold "." and ":").
+        if found := re.search(rf"(?<![\w.:-]){re.escape(value)}(?![\w-]|[.:]\w)", reason):
+            named.append((found.start(), order, path))
+    # The one named first: "unit 43138: a town's id is …" is about the id, not the kind.
+    return min(named)[2] if named else "data"
 
 
 def _leaves(value: Any, path: str, depth: int = 0) -> list[tuple[str, Any]]:
@@ -212,6 +213,11 @@ def _leaves(value: Any, path: str, depth: int = 0) -> list[tuple[str, Any]]:
     if isinstance(value, list):
         return [leaf for i, v in enumerate(value) for leaf in _leaves(v, f"{path}.{i}", depth + 1)]
     return [(path, value)]
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters spelled out (``\x00``): safe to quote anywhere."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
 
 
 def body_digest(canonical_body: str) -> str:

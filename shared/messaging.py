@@ -40,6 +40,7 @@ from shared.door import (
     content_problem,
     depth_problem,
     field_named_in,
+    printable,
     size_problem,
     time_problem,
     utf8_problem,
@@ -319,9 +320,10 @@ def _identify(message: Any, body: Any = None) -> tuple[str | None, str | None, s
         body = _body_of(message)
     kind = getattr(message.raw_message, "type", None)
     if not isinstance(body, dict):
-        return None, message.message_id or None, kind
-    pick = lambda k: body[k] if isinstance(body.get(k), str) else None  # noqa: E731
-    return pick("source"), pick("id") or message.message_id or None, pick("type") or kind
+        return None, printable(message.message_id or "") or None, kind
+    # Quoted in the rejection (its subject too): whatever the sender put there, printable.
+    pick = lambda k: printable(body[k]) if isinstance(body.get(k), str) else None  # noqa: E731
+    return pick("source"), pick("id") or printable(message.message_id or "") or None, pick("type") or kind
 
 
 def rejecting_middleware(bus: EventBus) -> type[BaseMiddleware[Any, Any]]:

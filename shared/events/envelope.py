@@ -175,7 +175,7 @@ def describe_errors(error: ValidationError) -> list[FieldError]:
         # the sender only cares about the field.
         loc = re.sub(r"^wmsj\.[a-z_.-]+\.v\d+\.?", "", loc)
         # A field name the sender made up may hold anything: shown, never replayed raw.
-        loc = "".join(c if c.isprintable() else repr(c)[1:-1] for c in loc)
+        loc = "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in loc)
         if e["type"] in ("union_tag_invalid", "union_tag_not_found"):
             loc = "type"
         out.append(FieldError(location=loc or "(event)", message=e["msg"]))
