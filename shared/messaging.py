@@ -56,7 +56,7 @@ from shared.events import (
     parse_event,
 )
 from shared.identity import Publisher, Unidentified, identify, publisher_of, reply_queue_for
-from shared.topology import DEAD_LETTER, EVENTS
+from shared.topology import DEAD_LETTER, EVENTS, INGRESS
 
 if TYPE_CHECKING:
     from faststream.message import StreamMessage
@@ -150,10 +150,11 @@ def event_decoder(
 
 
 def from_platform(message: Any) -> bool:
-    """Whether a message came from the services' own exchange (accepted facts, which only
-    services may publish), not through the ingress door."""
+    """Whether a message came from the platform (the services' accepted facts on
+    ``wmsj.events``, or put straight into a queue), not through the ingress door: a
+    township may publish to ``wmsj.ingress`` only (``wmsj.townships.permissions``)."""
     raw = getattr(message, "raw_message", message)
-    return getattr(raw, "exchange", None) == EVENTS.name
+    return getattr(raw, "exchange", None) != INGRESS.name
 
 
 def sender_of(message: Any) -> Publisher | None:

@@ -104,13 +104,15 @@ INBOX_LOOK = {"_id": 1, "digest": 1}
 def inbox_entry(event: CloudEvent[Any]) -> Document:
     """The inbox entry recording that ``event`` was handled: its key ``(source, id)`` — the
     door made sure a township's source is its own (``shared.door``), so the key is the
-    broker-validated sender's — and a digest of its canonical body."""
-    return {
-        "_id": event.key,
-        "type": event.type,
-        "digest": body_digest(event.model_dump_json()),
-        "handled_at": datetime.now(UTC),
-    }
+    broker-validated sender's — and a digest of what it states."""
+    return {"_id": event.key, "type": event.type, "digest": stated(event), "handled_at": datetime.now(UTC)}
+
+
+def stated(event: CloudEvent[Any]) -> str:
+    """The digest of what ``event`` states: its canonical body but for ``time``. A sender
+    that re-stamps the time when it sends an event again (a retry, an importer re-reading
+    its file) sends the same statement; another type, subject or data is another one."""
+    return body_digest(event.model_dump_json(exclude={"time"}))
 
 
 def seen_before(entry: Document | None, event: CloudEvent[Any]) -> bool:
@@ -121,7 +123,7 @@ def seen_before(entry: Document | None, event: CloudEvent[Any]) -> bool:
     if entry is None:
         return False
     digest = entry.get("digest")
-    if digest is not None and digest != body_digest(event.model_dump_json()):
+    if digest is not None and digest != stated(event):
         from shared.messaging import InvalidEvent
 
         raise InvalidEvent(
