@@ -309,3 +309,48 @@ async def test_a_reply_queue_that_is_gone_does_not_stop_the_rejection():
     bus = messaging.EventBus(broker, "registry")  # type: ignore[arg-type]
     await bus.reject(rejected_message(), InvalidEvent("no"))
     assert len(broker.published) == 1
+
+
+class KeepingBroker:
+    def __init__(self) -> None:
+        self.published: list[tuple[bytes, dict[str, Any]]] = []
+
+    async def publish(self, body: bytes, **options: Any) -> None:
+        self.published.append((body, options))
+
+
+async def test_a_message_that_failed_is_set_aside_sealed_in_the_dead_letter_queue():
+    from shared.pii import vault
+
+    broker = KeepingBroker()
+    bus = messaging.EventBus(broker, "registry")  # type: ignore[arg-type]
+    body = json.dumps({**UNIT, "data": {**UNIT["data"], "phone": "13812345678"}}).encode()
+    failed = message(body, user_id="township-431381101")
+    failed.raw_message.routing_key = "wmsj.unit.registered.v1"
+    await bus.set_aside(failed, KeyError("boom"))
+    [(sealed, options)] = broker.published
+    assert b"13812345678" not in sealed
+    assert vault().open(sealed.decode()).encode() == body
+    assert options["exchange"].name == "wmsj.dlx"
+    assert options["headers"]["x-wmsj-sender"] == "township-431381101"
+    assert options["headers"]["x-wmsj-error"] == "KeyError"
+
+
+async def test_a_townships_rejection_goes_to_its_own_queue_whatever_its_reply_to():
+    broker = FakeBroker()
+    bus = messaging.EventBus(broker, "registry")  # type: ignore[arg-type]
+    refused = rejected_message(reply_to="wmsj.replies.township-431381102")
+    refused.raw_message.user_id = "township-431381101"
+    await bus.reject(refused, InvalidEvent("no"))
+    _, to_sender = broker.published
+    assert to_sender["routing_key"] == "wmsj.replies.township-431381101"
+
+
+async def test_a_rejection_without_errors_names_the_field_its_reason_names():
+    broker = FakeBroker()
+    bus = messaging.EventBus(broker, "registry")  # type: ignore[arg-type]
+    await bus.reject(rejected_message(reply_to=None), InvalidEvent("unit 431381101201 is not yours"))
+    [on_bus] = broker.published
+    assert on_bus["body"]["data"]["errors"] == [
+        {"location": "data.unit_id", "message": "unit 431381101201 is not yours"}
+    ]
