@@ -113,15 +113,22 @@ class Sender:
 
 async def snapshot(databases: list[AsyncDatabase[Any]]) -> dict[str, str]:
     """A digest of every document of every collection of the services' databases."""
-    out: dict[str, str] = {}
-    for db in databases:
-        for name in sorted(await db.list_collection_names()):
-            if name in VOLATILE:
-                continue
-            docs = await db[name].find({}).sort("_id", 1).to_list(None)
-            digest = hashlib.sha256(json.dumps(docs, sort_keys=True, default=str).encode()).hexdigest()
-            out[f"{db.name}.{name}"] = f"{len(docs)}:{digest}"
-    return out
+
+    async def digest(db: AsyncDatabase[Any], name: str) -> tuple[str, str]:
+        docs = await db[name].find({}).sort("_id", 1).to_list(None)
+        text = json.dumps(docs, sort_keys=True, default=str).encode()
+        return f"{db.name}.{name}", f"{len(docs)}:{hashlib.sha256(text).hexdigest()}"
+
+    names = await asyncio.gather(*(db.list_collection_names() for db in databases))
+    found = await asyncio.gather(
+        *(
+            digest(db, n)
+            for db, listed in zip(databases, names, strict=True)
+            for n in listed
+            if n not in VOLATILE
+        )
+    )
+    return dict(sorted(found))
 
 
 class LogRecords(logging.Handler):
