@@ -117,6 +117,7 @@ def event_decoder(
     async def decode(message: StreamMessage[Any], _original: Any) -> CloudEvent[Any]:
         raw = message.raw_message
         who = None
+        SENDER.set(None)
         if not from_platform(message):
             who = publisher_of(message)
             SENDER.set(who.user)
