@@ -56,7 +56,7 @@ from shared.events import (
     parse_event,
 )
 from shared.identity import Publisher, Unidentified, identify, publisher_of, reply_queue_for
-from shared.topology import DEAD_LETTER, EVENTS, INGRESS
+from shared.topology import DEAD_LETTER, DELIVERY_LIMIT, EVENTS, INGRESS
 
 if TYPE_CHECKING:
     from faststream.message import StreamMessage
@@ -328,6 +328,17 @@ def _identify(message: Any, body: Any = None) -> tuple[str | None, str | None, s
     return pick("source"), pick("id") or printable(message.message_id or "") or None, pick("type") or kind
 
 
+class DeliveryLimitReached(Exception):
+    """A message came back so often unhandled that this is its last delivery."""
+
+
+def last_delivery(headers: Any) -> int | None:
+    """How often a message was delivered before, if this is the last delivery before the
+    queue's delivery limit (``x-delivery-count``, set by quorum queues), else None."""
+    count = headers.get("x-delivery-count") if isinstance(headers, dict) else None
+    return count if isinstance(count, int) and count >= DELIVERY_LIMIT - 1 else None
+
+
 def rejecting_middleware(bus: EventBus) -> type[BaseMiddleware[Any, Any]]:
     """Broker middleware: InvalidEvent → an EventRejected event, the message acknowledged (a
     refusal is final and answered); any other failure → answered too, and the message set
@@ -335,6 +346,18 @@ def rejecting_middleware(bus: EventBus) -> type[BaseMiddleware[Any, Any]]:
 
     class RejectInvalidEvents(BaseMiddleware[Any, Any]):
         async def consume_scope(self, call_next: Callable[..., Awaitable[Any]], msg: Any) -> Any:
+            if deliveries := last_delivery(getattr(msg, "headers", None)):
+                # Delivered this often unhandled (its consumer died each time): the broker
+                # would dead-letter it, in clear and unanswered, at the next return.
+                exhausted = DeliveryLimitReached(f"delivered {deliveries} times without being handled")
+                stopped = InvalidEvent(
+                    f"the platform could not handle this event ({bus.service} stopped {deliveries} "
+                    "times while handling it); the office has been told: send it again later",
+                    location=WHOLE_BODY,
+                )
+                await retry_transient(lambda: bus.set_aside(msg, exhausted), what="set the message aside")
+                await retry_transient(lambda: bus.reject(msg, stopped), what="publish rejection")
+                raise AckMessage()
             try:
                 return await call_next(msg)
             except InvalidEvent as problem:

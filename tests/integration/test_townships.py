@@ -140,7 +140,8 @@ async def test_township_a_cannot_publish_about_a_unit_of_township_b(
 
     # Its own subtree is fine.
     own = registered(
-        UnitRegistered(unit_id=f"{a}201", name="A镇第一村", kind=K.VILLAGE, parent_id=a), source=f"/townships/{a}"
+        UnitRegistered(unit_id=f"{a}201", name="A镇第一村", kind=K.VILLAGE, parent_id=a),
+        source=f"/townships/{a}",
     )
     await town_a.publish(own)
     await tap.wait_for(lambda e: e.subject == f"{a}201" and e.type == UnitRegisteredEvent.TYPE, timeout=30)

@@ -290,3 +290,14 @@ def test_the_digest_is_of_the_canonical_body_but_its_time() -> None:
     assert inbox_entry(parse_event(event.model_dump_json()))["digest"] == inbox_entry(event)["digest"]
     # Sent again with a re-stamped time (a retry, a re-import): the same statement.
     assert seen_before(inbox_entry(event), event.model_copy(update={"time": datetime.now(UTC)})) is True
+
+
+def test_the_last_delivery_before_the_delivery_limit_is_recognised() -> None:
+    from shared.messaging import last_delivery
+    from shared.topology import DELIVERY_LIMIT
+
+    assert last_delivery(None) is None
+    assert last_delivery({}) is None
+    assert last_delivery({"x-delivery-count": DELIVERY_LIMIT - 2}) is None
+    assert last_delivery({"x-delivery-count": DELIVERY_LIMIT - 1}) == DELIVERY_LIMIT - 1
+    assert last_delivery({"x-delivery-count": "20"}) is None
