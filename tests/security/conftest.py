@@ -28,7 +28,7 @@ from urllib.parse import unquote, urlsplit
 import aio_pika
 import pytest
 
-from shared.events import UnitKind, UnitRegistered, UnitRegisteredEvent, new_event
+from shared.events import UnitKind, UnitRegistered, UnitRegisteredEvent, derived_id, new_event
 from shared.identity import reply_queue, township_user
 from tests.conftest import Infra
 from tests.security.harness import LogRecords, Sender, as_user, snapshot
@@ -161,9 +161,11 @@ async def _register(found: Attackers) -> None:
                 unit_id=found.village(town), name="第一村", kind=UnitKind.VILLAGE, parent_id=town.township_id
             ),
         ]
+    accepted = set()
     for data in units:
         event = new_event(UnitRegisteredEvent, data, source="/office", time=datetime(2020, 6, 1, tzinfo=UTC))
         await found.office.send(event.model_dump(mode="json"), routing_key=event.type, message_id=event.id)
+        accepted.add(derived_id(event.key, "accepted"))
     apps = found.apps
 
     async def known() -> bool:
@@ -177,7 +179,15 @@ async def _register(found: Attackers) -> None:
                     return False
         return True
 
+    def settled() -> bool:  # every service that consumes the accepted units has handled them
+        handled = {
+            (r.name, getattr(r, "event_id", None)) for r in found.logs.records if r.getMessage() == "handled"
+        }
+        return all(
+            (f"wmsj.{s}", i) in handled for s in ("activities", "evidence", "supervision") for i in accepted
+        )
+
     deadline = asyncio.get_running_loop().time() + 60
-    while not await known():
+    while not (await known() and settled()):
         assert asyncio.get_running_loop().time() < deadline, "the units never became known"
         await asyncio.sleep(0.2)

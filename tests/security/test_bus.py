@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from shared.events import derived_id
 from tests.security.conftest import MAX_MESSAGE_BYTES, Attackers
 from tests.security.harness import Sender, deep_text
 
@@ -404,15 +405,9 @@ async def test_a_township_cannot_take_another_townships_next_id(attackers: Attac
     assert [e.location for e in refusal.errors] == ["source"]
 
     real = envelope(attackers, b, next_id, UNIT, data={"name": "B的新名"}, time="2020-06-05T09:00:00+08:00")
-    await b.send(real, routing_key=UNIT, message_id=next_id)
-    registry = attackers.apps["registry"].units
-    for _ in range(300):
-        unit = await registry.get(attackers.village(b))
-        if unit is not None and unit.name == "B的新名":
-            break
-        await asyncio.sleep(0.1)
-    else:
-        raise AssertionError("B's real event was taken for a duplicate")
+    await _handled(attackers, b, real, UNIT, downstream=("activities", "evidence", "supervision"))
+    unit = await attackers.apps["registry"].units.get(attackers.village(b))
+    assert unit is not None and unit.name == "B的新名"
     assert next_id not in b.refusals
 
 
@@ -433,10 +428,12 @@ async def test_the_same_id_with_another_body_is_a_conflicting_duplicate(
 ) -> None:
     a = attackers.a
     case_id = f"dup-{change[0]}-{secrets.token_hex(4)}"
-    first = envelope(attackers, a, case_id, UNIT, time="2020-05-01T09:00:00+08:00")
-    await _handled(attackers, a, first, UNIT)
+    # Newer than anything stated so far, and a name of its own: applied, and re-published.
+    stated_at = datetime.now(UTC) - timedelta(minutes=1)
+    first = envelope(attackers, a, case_id, UNIT, time=stated_at.isoformat(), data={"name": f"村{case_id}"})
+    await _handled(attackers, a, first, UNIT, downstream=("activities", "evidence", "supervision"))
     # The same statement again, even re-stamped (a retry): a silent duplicate.
-    for again in (first, {**first, "time": "2020-05-01T09:00:01+08:00"}):
+    for again in (first, {**first, "time": (stated_at + timedelta(seconds=1)).isoformat()}):
         mark = attackers.logs.mark()
         await a.send(again, routing_key=UNIT, message_id=case_id)
         await _logged(attackers, mark, case_id, "duplicate ignored")
@@ -452,22 +449,34 @@ async def test_a_conflicting_duplicate_is_refused_by_activities_too(attackers: A
     a = attackers.a
     case_id = f"dup-act-{secrets.token_hex(4)}"
     first = envelope(attackers, a, case_id, SCHEDULED)
-    await _handled(attackers, a, first, SCHEDULED)
+    await _handled(attackers, a, first, SCHEDULED, downstream=("evidence", "supervision"))
     other = {**first, "data": {**first["data"], "title": "另一个活动"}}
     refusal = await refused_only_to_the_sender(attackers, a, case_id, body=other, routing_key=SCHEDULED)
     assert [e.location for e in refusal.errors] == ["id"]
 
 
-async def _handled(attackers: Attackers, who: Sender, body: dict[str, Any], kind: str) -> None:
+async def _handled(
+    attackers: Attackers, who: Sender, body: dict[str, Any], kind: str, downstream: tuple[str, ...]
+) -> None:
+    """Send an acceptable event; return once it and the accepted fact it becomes have been
+    handled everywhere (the services named in ``downstream`` consume that fact), so that
+    the databases are settled before the case's "before" snapshot."""
     mark = attackers.logs.mark()
     await who.send(body, routing_key=kind, message_id=body["id"])
     await _logged(attackers, mark, body["id"], "handled")
+    accepted = derived_id(f"{body['source']}|{body['id']}", "accepted")
+    for service in downstream:
+        await _logged(attackers, mark, accepted, "handled", logger=f"wmsj.{service}")
 
 
-async def _logged(attackers: Attackers, mark: int, event_id: str, message: str) -> None:
+async def _logged(
+    attackers: Attackers, mark: int, event_id: str, message: str, logger: str | None = None
+) -> None:
     for _ in range(300):
         if any(
-            getattr(r, "event_id", None) == event_id and r.getMessage() == message
+            getattr(r, "event_id", None) == event_id
+            and r.getMessage() == message
+            and (logger is None or r.name == logger)
             for r in attackers.logs.since(mark)
         ):
             return
