@@ -43,9 +43,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from shared import metrics
-from shared.events import CloudEvent, EventRejected, EventRejectedEvent, derived_id, parse_event
+from shared.door import field_named_in
+from shared.events import CloudEvent, EventRejected, EventRejectedEvent, FieldError, derived_id, parse_event
 from shared.hold_rules import Awaited, outstayed, outstayed_reason
-from shared.identity import Publisher
+from shared.identity import Publisher, reply_queue_for
 from shared.messaging import InvalidEvent, retry_transient
 from shared.mongo import Document, Effect, Outgoing, Reply, stage
 from shared.rounds import run_rounds
@@ -198,10 +199,17 @@ class Holds:
                 rejected_id=held.event.id,
                 rejected_type=held.event.type,
                 reason=reason,
+                errors=[
+                    FieldError(
+                        location=field_named_in(reason, held.event.model_dump(mode="json")), message=reason
+                    )
+                ],
                 rejected_by=service.name,
             ),
         )
-        outgoing: list[Outgoing] = [rejected, *([Reply(rejected, held.reply_to)] if held.reply_to else [])]
+        # Only to the sender's own queue, whatever was kept (``shared.identity``).
+        queue = reply_queue_for(held.who, held.reply_to)
+        outgoing: list[Outgoing] = [rejected, *([Reply(rejected, queue)] if queue else [])]
 
         async def work(session: AsyncClientSession) -> bool:
             taken = await self.held.delete_one(_taking(held), session=session)

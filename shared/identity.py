@@ -79,6 +79,21 @@ class Publisher:
             f"unit {unit_id} is in {where}"
         )
 
+    @property
+    def canonical_source(self) -> str | None:
+        """The ``source`` this publisher's events must carry (None: the office, any source)."""
+        return None if self.township_id is None else township_source(self.township_id)
+
+    def may_not_use_source(self, source: str) -> str | None:
+        """Why this publisher may not state ``source``, or None. A township's events carry
+        its own canonical source, so that the de-duplication key ``(source, id)`` is the
+        broker-validated sender's and no township can take another's ids; the office may use
+        any source (it states facts on townships' behalf, and corrects them)."""
+        expected = self.canonical_source
+        if expected is None or source == expected:
+            return None
+        return f"township {self.township_id}'s events must have source {expected!r}, not {source!r}"
+
     def may_not_publish_type(self, event_type: str, published_by: str) -> str | None:
         """Why this publisher may not publish an event of ``event_type`` at all, or None:
         only the office publishes the office's types (``published_by == "office"``)."""
@@ -111,10 +126,55 @@ def publisher_of(message: Any, settings: IdentitySettings | None = None) -> Publ
     try:
         return identify(getattr(raw, "user_id", None), settings)
     except Unidentified as problem:
-        raise InvalidEvent(str(problem)) from problem
+        raise InvalidEvent(str(problem), location="amqp.user_id") from problem
 
 
 def reply_queue(user: str) -> str:
     """The durable queue on which a township system hears about every event it sent that
     was refused (``wmsj township add`` declares it; only that township may read it)."""
-    return f"wmsj.replies.{user}"
+    return f"{REPLY_QUEUE_PREFIX}{user}"
+
+
+REPLY_QUEUE_PREFIX = "wmsj.replies."
+
+
+def _platform_queue(queue: str) -> bool:
+    """A queue of the platform's own (a service's, the office's buffers, the dead letters)."""
+    from shared.topology import BINDINGS
+
+    return queue in {q.name for q, _, _ in BINDINGS}
+
+
+def township_source(township_id: str) -> str:
+    """The canonical ``source`` of a township's events."""
+    return f"/townships/{township_id}"
+
+
+def reply_queue_for(who: Publisher | None, reply_to: str | None) -> str | None:
+    """Where the refusal of a message from ``who`` may go, whatever its ``reply_to`` says:
+
+    - a township: only its own reply queue (``wmsj.replies.township-<id>``), even when
+      ``reply_to`` names another queue or none: a township cannot aim refusals at another
+      township's queue, nor at a service's own queue;
+    - the office: the queue its ``reply_to`` names (its own, or a private one such as
+      ``wmsj.client`` declares), unless that is a platform queue or another sender's
+      reply queue;
+    - an unidentified sender: nowhere (it has no queue of its own).
+
+    The office's copy of every refusal is on the bus (``office.rejections``) regardless."""
+    if who is None:
+        return None
+    own = reply_queue(who.user)
+    if not who.is_office:
+        return own
+    if not reply_to or _platform_queue(reply_to):
+        return None
+    if reply_to.startswith(REPLY_QUEUE_PREFIX) and reply_to != own:
+        return None
+    return reply_to
+
+
+def looks_like_reply_queue(queue: str) -> bool:
+    """Whether ``queue`` may receive a reply at all (the outbox's last check): never a
+    platform queue (a service's own ingress, say)."""
+    return bool(queue) and not _platform_queue(queue)

@@ -26,7 +26,9 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import CollectionInvalid, DuplicateKeyError
 
+from shared.door import body_digest
 from shared.events import CloudEvent
+from shared.identity import looks_like_reply_queue
 from shared.rounds import run_rounds
 
 if TYPE_CHECKING:
@@ -83,16 +85,52 @@ async def handle_once(
     ``effect`` writes through the session it is given and returns the events to publish.
     """
     async with client.start_session() as session, await session.start_transaction():
-        if await db.inbox.find_one({"_id": event.key}, {"_id": 1}, session=session):
+        if seen_before(await db.inbox.find_one({"_id": event.key}, INBOX_LOOK, session=session), event):
             return False
         try:
-            await db.inbox.insert_one(
-                {"_id": event.key, "type": event.type, "handled_at": datetime.now(UTC)},
-                session=session,
-            )
+            await db.inbox.insert_one(inbox_entry(event), session=session)
         except DuplicateKeyError:  # handled concurrently by another consumer
             return False
         await stage(db, await effect(session), session)
+    return True
+
+
+# ----------------------------------------------------------------------------- the inbox
+
+# What ``seen_before`` needs of an inbox entry (a projection for ``find``).
+INBOX_LOOK = {"_id": 1, "digest": 1}
+
+
+def inbox_entry(event: CloudEvent[Any]) -> Document:
+    """The inbox entry recording that ``event`` was handled: its key ``(source, id)`` — the
+    door made sure a township's source is its own (``shared.door``), so the key is the
+    broker-validated sender's — and a digest of what it states."""
+    return {"_id": event.key, "type": event.type, "digest": stated(event), "handled_at": datetime.now(UTC)}
+
+
+def stated(event: CloudEvent[Any]) -> str:
+    """The digest of what ``event`` states: its canonical body but for ``time``. A sender
+    that re-stamps the time when it sends an event again (a retry, an importer re-reading
+    its file) sends the same statement; another type, subject or data is another one."""
+    return body_digest(event.model_dump_json(exclude={"time"}))
+
+
+def seen_before(entry: Document | None, event: CloudEvent[Any]) -> bool:
+    """Whether the inbox ``entry`` found under ``event.key`` (None: none) makes ``event`` a
+    duplicate, to be ignored. The same key with another body is not the same event sent
+    again but a conflicting one: ``InvalidEvent``, answered to the sender (an id is used for
+    one statement only). Entries written before digests were kept have none: a duplicate."""
+    if entry is None:
+        return False
+    digest = entry.get("digest")
+    if digest is not None and digest != stated(event):
+        from shared.messaging import InvalidEvent
+
+        raise InvalidEvent(
+            f"event {event.id} from {event.source} was already received with a different content: "
+            "an id names one statement only; send a new statement with a new id",
+            location="id",
+        )
     return True
 
 
@@ -163,6 +201,11 @@ class Outbox:
         body, event_id, event_type = entry["body"].encode(), entry["event_id"], entry["type"]
         if not entry.get("reply_to"):
             await self.bus.publish_raw(body, event_id=event_id, event_type=event_type)
+            return
+        if not looks_like_reply_queue(entry["reply_to"]):
+            # Not a reply queue (say, a service's own queue named in a held message's
+            # reply_to before the door settled it): never answered there.
+            log.warning("reply %s not sent to %s: not a reply queue", event_id, entry["reply_to"])
             return
         try:
             await self.bus.reply_raw(body, event_id=event_id, event_type=event_type, queue=entry["reply_to"])

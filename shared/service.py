@@ -26,6 +26,7 @@ from shared import tracing
 from shared.auth import Caller, current_caller
 from shared.events import CloudEvent, derived_id
 from shared.messaging import (
+    SENDER,
     EventBus,
     configure_retries,
     event_decoder,
@@ -33,7 +34,16 @@ from shared.messaging import (
     rejecting_middleware,
     retry_transient,
 )
-from shared.mongo import Document, Effect, Outbox, connect, ensure_common_indexes, handle_once
+from shared.mongo import (
+    INBOX_LOOK,
+    Document,
+    Effect,
+    Outbox,
+    connect,
+    ensure_common_indexes,
+    handle_once,
+    seen_before,
+)
 from shared.openapi import document
 from shared.pii import scrub
 from shared.settings import CommonSettings, InsecureSettings, refuse_insecure_settings
@@ -113,11 +123,11 @@ class Service:
     async def already_handled(self, event: CloudEvent[Any]) -> bool:
         """A cheap look before slow work; ``process`` still decides, inside its transaction."""
         found = await retry_transient(
-            lambda: self.db.inbox.find_one({"_id": event.key}, {"_id": 1}),
+            lambda: self.db.inbox.find_one({"_id": event.key}, INBOX_LOOK),
             what="inbox lookup",
             max_delay=self.settings.retry_max_delay_s,
         )
-        return found is not None
+        return seen_before(found, event)  # InvalidEvent: the same key with another body
 
     async def process(self, event: CloudEvent[Any], effect: Effect) -> bool:
         """Handle ``event`` once: its effects and outgoing events are stored in one
@@ -138,7 +148,12 @@ class Service:
             metrics_.mark("duplicate")
         logging.getLogger(f"wmsj.{self.name}").info(
             "handled" if handled else "duplicate ignored",
-            extra={"event_id": event.id, "event_source": event.source, "event_type": event.type},
+            extra={
+                "event_id": event.id,
+                "event_source": event.source,
+                "event_type": event.type,
+                "sender": SENDER.get(),  # the broker-validated one (None: the platform's own event)
+            },
         )
         # The outgoing events are stored with the effects; the relay publishes them (in a
         # batch with other handlers' events) and retries while the broker refuses them.
@@ -158,10 +173,11 @@ class Service:
 
     def consumes(self, queue: RabbitQueue, *accepted: type[CloudEvent[Any]], title: str) -> Any:
         """Subscribe a handler to ``queue`` for the ``accepted`` event types, the one way every
-        handler must: the body is checked against the contract (a refusal becomes an
-        ``event rejected`` and a dead letter), the message is acknowledged only after the
+        handler must: the message passes the door and the body is checked against the
+        contract (``shared.messaging``: a refusal becomes an ``event rejected`` on the bus
+        and on the sender's own reply queue), the message is acknowledged only after the
         handler returns, and nothing is ever answered on ``reply_to`` (that queue is the
-        sender's, for rejections)."""
+        sender's, for rejections; the door has replaced it with the sender's own)."""
         return self.broker.subscriber(
             queue,
             decoder=event_decoder(*accepted),

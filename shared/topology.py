@@ -9,8 +9,10 @@ Two doors, so that untrusted input never mixes with accepted facts:
 - ``wmsj.events`` (topic): accepted domain events, published only by the services.
   Routing key = event type (``wmsj.unit.registered.v1``).
 
-Every consuming queue dead-letters into ``wmsj.dlx`` → ``wmsj.dead-letters``, so a refused
-message is kept for inspection and replay, never dropped and never redelivered forever.
+Every consuming queue dead-letters into ``wmsj.dlx`` → ``wmsj.dead-letters``: a message
+that keeps crashing its consumer (the delivery limit) ends there, never redelivered forever.
+A refused message is not kept (its refusal is answered to the sender and the office); one
+whose handling failed is set aside there by the service, its body sealed (``shared.messaging``).
 """
 
 from __future__ import annotations

@@ -601,7 +601,8 @@ async def on_unrouted(body: bytes, message: RabbitMessage) -> None:
     known = ", ".join(e.TYPE for e in TOWNSHIP_EVENTS)
     raise InvalidEvent(
         f"no service accepts routing key {message.raw_message.routing_key!r} on the ingress "
-        f"exchange; township systems may publish: {known} (routing key = event type)"
+        f"exchange; township systems may publish: {known} (routing key = event type)",
+        location="type",
     )
 
 

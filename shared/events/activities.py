@@ -161,6 +161,8 @@ class ActivityPublishedEvent(CloudEvent[ActivityPublished]):
 class ActivityCancelled(Data):
     """The unit calls the activity off (取消活动). A later ``scheduled`` revives it."""
 
+    FREE_TEXT = frozenset({"reason"})
+
     activity_id: Id
     unit_id: Id
     reason: str = Field(default="", max_length=500)
@@ -179,6 +181,8 @@ class ActivityCancelledEvent(CloudEvent[ActivityCancelled]):
 class OrderPlaced(Data):
     """A resident or a village orders a service (点单) from a practice station, institute or
     the centre: ``unit_id`` is the first level that handles it."""
+
+    FREE_TEXT = frozenset({"need"})
 
     order_id: Id
     requester_id: Id = Field(description="The resident's id, or the village's unit id.")
@@ -213,6 +217,8 @@ class OrderDispatchedEvent(CloudEvent[OrderDispatched]):
 class OrderAnswered(Data):
     """The team accepts the order, naming the activity that will serve it, or declines (接单)."""
 
+    FREE_TEXT = frozenset({"reason"})
+
     order_id: Id
     team_id: Id
     accepted: bool
@@ -235,6 +241,8 @@ class OrderAnsweredEvent(CloudEvent[OrderAnswered]):
 
 class OrderRated(Data):
     """The requester rates the service once its activity is completed (评单)."""
+
+    FREE_TEXT = frozenset({"comment"})
 
     order_id: Id
     requester_id: Id
@@ -329,6 +337,8 @@ class VolunteerCheckedOutEvent(CloudEvent[VolunteerAttendance]):
 class HoursSupplemented(Data):
     """Hours added after the fact (补录), approved by someone other than the volunteer, with
     evidence (an evidence id from the evidence service)."""
+
+    FREE_TEXT = frozenset({"reason"})
 
     volunteer_id: Id
     activity_id: Id

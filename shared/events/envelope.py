@@ -16,7 +16,15 @@ from datetime import datetime
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 CONTENT_TYPE = "application/cloudevents+json"
 
@@ -35,9 +43,39 @@ def period_of(moment: datetime) -> str:
 
 class Data(BaseModel):
     """Base of every event payload: unknown fields are refused, so a township's typo is
-    reported instead of silently ignored."""
+    reported instead of silently ignored. Text fields refuse control characters (NUL, the
+    rest of C0 and C1, DEL): stored text ends up in spreadsheets, CSV files and logs, whose
+    writers choke on them or are tricked by them. Line breaks and tabs are text only in the
+    fields a payload lists in ``FREE_TEXT`` (a caption, a reason)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    FREE_TEXT: ClassVar[frozenset[str]] = frozenset()
+    # Payloads the platform writes about others' input (a rejection quoting what it refused)
+    # are not checked: they must be writable whatever they quote.
+    CHECK_TEXT: ClassVar[bool] = True
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _text_has_no_control_characters(cls, value: Any, info: ValidationInfo) -> Any:
+        if cls.CHECK_TEXT:
+            _check_text(value, free_text=info.field_name in cls.FREE_TEXT)
+        return value
+
+
+def _check_text(value: Any, *, free_text: bool) -> None:
+    from shared.door import control_character_problem
+
+    texts = (
+        [value]
+        if isinstance(value, str)
+        else [v for v in value if isinstance(v, str)]
+        if isinstance(value, list | tuple)
+        else []
+    )
+    for text in texts:
+        if problem := control_character_problem(text, free_text=free_text):
+            raise ValueError(problem)
 
 
 DataT = TypeVar("DataT", bound=Data)
@@ -66,6 +104,13 @@ class CloudEvent(BaseModel, Generic[DataT]):
     subject: str | None = None
     datacontenttype: Literal["application/json"] = "application/json"
     data: DataT
+
+    @field_validator("id", "source", "subject", mode="after")
+    @classmethod
+    def _no_control_characters(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_text(value, free_text=False)
+        return value
 
     TYPE: ClassVar[str]  # the routing key; set from the subclass's ``type`` literal
     # Who may publish it on the ingress exchange: "township" (and the office), "office"
@@ -115,6 +160,8 @@ def derived_id(cause_key: str, what: str) -> str:
 
 
 class FieldError(Data):
+    CHECK_TEXT = False  # it may quote a sender's field name, whatever it holds
+
     location: str
     message: str
 
@@ -127,6 +174,8 @@ def describe_errors(error: ValidationError) -> list[FieldError]:
         # The discriminated union adds the tag to the path ("wmsj.unit.registered.v1.data.name");
         # the sender only cares about the field.
         loc = re.sub(r"^wmsj\.[a-z_.-]+\.v\d+\.?", "", loc)
+        # A field name the sender made up may hold anything: shown, never replayed raw.
+        loc = "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in loc)
         if e["type"] in ("union_tag_invalid", "union_tag_not_found"):
             loc = "type"
         out.append(FieldError(location=loc or "(event)", message=e["msg"]))

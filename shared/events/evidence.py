@@ -12,6 +12,8 @@ from shared.events.envelope import CloudEvent, Data, Id, Sha256
 class EvidenceSubmitted(Data):
     """Picture-and-text material (图文资料) uploaded to the object store, now claimed."""
 
+    FREE_TEXT = frozenset({"caption"})
+
     evidence_id: Id
     activity_id: Id
     unit_id: Id
@@ -69,6 +71,8 @@ class EvidenceFlagged(Data):
     """A fraud signal on stored evidence, for the office to review: it is kept, but it does
     not count towards its activity's requirement until the office accepts it."""
 
+    FREE_TEXT = frozenset({"detail"})
+
     evidence_id: Id
     activity_id: Id
     unit_id: Id
@@ -99,6 +103,8 @@ class EvidenceComplete(Data):
 
 class EvidenceReviewed(Data):
     """The city office's verdict on one piece of evidence (审核)."""
+
+    FREE_TEXT = frozenset({"reason"})
 
     evidence_id: Id
     verdict: Literal["accepted", "rejected"]

@@ -71,6 +71,8 @@ class InspectionFinding(Data):
     """A problem the inspector found, counted against a rule item (of mode ``deduction``,
     measure ``findings``), or a veto (一票否决)."""
 
+    FREE_TEXT = frozenset({"note"})
+
     rule: str = Field(default="inspection_findings", min_length=1, max_length=64)
     note: str = Field(default="", max_length=2000)
     occurrences: int = Field(default=1, ge=1, le=100)

@@ -44,8 +44,18 @@ def s3_error(code: str) -> S3Error:
     )
 
 
-def message(body: bytes, message_id: str | None = "m1", kind: str | None = "wmsj.unit.registered.v1") -> Any:
-    return SimpleNamespace(body=body, message_id=message_id, raw_message=SimpleNamespace(type=kind))
+def message(
+    body: bytes,
+    message_id: str | None = "m1",
+    kind: str | None = "wmsj.unit.registered.v1",
+    user_id: str | None = "guest",
+    reply_to: str = "",
+) -> Any:
+    """A message as it comes through the ingress door, from the office by default."""
+    raw = SimpleNamespace(
+        type=kind, exchange="wmsj.ingress", user_id=user_id, content_type=None, content_encoding=None
+    )
+    return SimpleNamespace(body=body, message_id=message_id, raw_message=raw, reply_to=reply_to)
 
 
 @pytest.fixture
@@ -255,7 +265,7 @@ def rejected_message(reply_to: str | None = "amq.gen-reply") -> Any:
     return SimpleNamespace(
         body=body,
         message_id="m1",
-        raw_message=SimpleNamespace(type="wmsj.unit.registered.v1"),
+        raw_message=SimpleNamespace(type="wmsj.unit.registered.v1", exchange="wmsj.ingress", user_id="guest"),
         reply_to=reply_to,
     )
 
@@ -326,3 +336,48 @@ async def test_retries_back_off_no_longer_than_the_configured_maximum_when_a_cal
 
     assert await messaging.retry_transient(flaky, what="test") == "done"
     assert max(delays) == 0.5 and len(delays) == 6
+
+
+class KeepingBroker:
+    def __init__(self) -> None:
+        self.published: list[tuple[bytes, dict[str, Any]]] = []
+
+    async def publish(self, body: bytes, **options: Any) -> None:
+        self.published.append((body, options))
+
+
+async def test_a_message_that_failed_is_set_aside_sealed_in_the_dead_letter_queue():
+    from shared.pii import vault
+
+    broker = KeepingBroker()
+    bus = messaging.EventBus(broker, "registry")  # type: ignore[arg-type]
+    body = json.dumps({**UNIT, "data": {**UNIT["data"], "phone": "13812345678"}}).encode()
+    failed = message(body, user_id="township-431381101")
+    failed.raw_message.routing_key = "wmsj.unit.registered.v1"
+    await bus.set_aside(failed, KeyError("boom"))
+    [(sealed, options)] = broker.published
+    assert b"13812345678" not in sealed
+    assert vault().open(sealed.decode()).encode() == body
+    assert options["exchange"].name == "wmsj.dlx"
+    assert options["headers"]["x-wmsj-sender"] == "township-431381101"
+    assert options["headers"]["x-wmsj-error"] == "KeyError"
+
+
+async def test_a_townships_rejection_goes_to_its_own_queue_whatever_its_reply_to():
+    broker = FakeBroker()
+    bus = messaging.EventBus(broker, "registry")  # type: ignore[arg-type]
+    refused = rejected_message(reply_to="wmsj.replies.township-431381102")
+    refused.raw_message.user_id = "township-431381101"
+    await bus.reject(refused, InvalidEvent("no"))
+    _, to_sender = broker.published
+    assert to_sender["routing_key"] == "wmsj.replies.township-431381101"
+
+
+async def test_a_rejection_without_errors_names_the_field_its_reason_names():
+    broker = FakeBroker()
+    bus = messaging.EventBus(broker, "registry")  # type: ignore[arg-type]
+    await bus.reject(rejected_message(reply_to=None), InvalidEvent("unit 431381101201 is not yours"))
+    [on_bus] = broker.published
+    assert on_bus["body"]["data"]["errors"] == [
+        {"location": "data.unit_id", "message": "unit 431381101201 is not yours"}
+    ]
