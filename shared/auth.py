@@ -59,6 +59,9 @@ PUBLIC_ROUTES = frozenset(
         "/",  # redirects to the dashboard's page
         "/dashboard",  # the dashboard's page and scripts: static, it signs in to read anything
         "/dashboard/config.json",  # where the evidence API is, for the page: no unit's data
+        # Signing in (POST takes the key in its form and answers with a session cookie, or
+        # 401) and out (DELETE clears the cookie): neither reads anything.
+        "/dashboard/session",
     }
 )
 

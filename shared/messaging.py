@@ -33,6 +33,7 @@ from faststream.rabbit import RabbitBroker, RabbitExchange
 from faststream.rabbit.schemas import Channel
 from pydantic import ValidationError
 
+from shared import metrics
 from shared.door import (
     WHOLE_BODY,
     DoorSettings,
@@ -357,12 +358,14 @@ def rejecting_middleware(bus: EventBus) -> type[BaseMiddleware[Any, Any]]:
                 )
                 await retry_transient(lambda: bus.set_aside(msg, exhausted), what="set the message aside")
                 await retry_transient(lambda: bus.reject(msg, stopped), what="publish rejection")
+                metrics.mark("failed")
                 raise AckMessage()
             try:
                 return await call_next(msg)
             except InvalidEvent as problem:
                 refused = problem  # bound for the closure: ``problem`` is unbound after except
                 await retry_transient(lambda: bus.reject(msg, refused), what="publish rejection")
+                metrics.mark("refused")
                 raise AckMessage() from problem
             except (AckMessage, RejectMessage):
                 raise
@@ -376,6 +379,7 @@ def rejecting_middleware(bus: EventBus) -> type[BaseMiddleware[Any, Any]]:
                 )
                 await retry_transient(lambda: bus.set_aside(msg, failure), what="set the message aside")
                 await retry_transient(lambda: bus.reject(msg, answer), what="publish rejection")
+                metrics.mark("failed")
                 raise AckMessage() from error
 
     return RejectInvalidEvents

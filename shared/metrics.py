@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from faststream import BaseMiddleware
-from faststream.exceptions import RejectMessage
+from faststream.exceptions import AckMessage, RejectMessage
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -132,8 +132,8 @@ class ServiceMetrics:
             self.analysis_seconds.labels(self.service).observe(time.perf_counter() - start)
 
     def middleware(self) -> type[BaseMiddleware[Any, Any]]:
-        """Counts every consumed message by outcome; add it before the rejecting middleware so
-        that it sees the refusal (``RejectMessage``) that one turns an invalid event into."""
+        """Counts every consumed message by outcome; add it before the rejecting middleware,
+        which marks the refusals (and failures) it answers and acknowledges."""
         metrics = self
 
         class CountEvents(BaseMiddleware[Any, Any]):
@@ -149,6 +149,8 @@ class ServiceMetrics:
                     result = await call_next(msg)
                 except RejectMessage:
                     cell[0] = "refused"
+                    raise
+                except AckMessage:  # answered and acknowledged: the outcome is what was marked
                     raise
                 except BaseException:
                     cell[0] = "failed"

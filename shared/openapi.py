@@ -19,6 +19,8 @@ from fastapi.routing import APIRoute
 
 CSV = "text/csv"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+PDF = "application/pdf"
 
 SECURITY_SCHEMES = {
     "bearer": {
@@ -63,9 +65,14 @@ def _routes(found: list[Any]) -> Iterator[APIRoute]:
             yield from _routes(included.routes)
 
 
+# Modules whose dependencies read the caller's key: shared.auth's, and the dashboard's
+# sessions (a key in a header, or the signed-in page's cookie).
+KEY_CHECKERS = frozenset({"shared.auth", "services.supervision.session"})
+
+
 def _takes_key(dependant: Any) -> bool:
     return any(
-        getattr(d.call, "__module__", "") == "shared.auth" or _takes_key(d) for d in dependant.dependencies
+        getattr(d.call, "__module__", "") in KEY_CHECKERS or _takes_key(d) for d in dependant.dependencies
     )
 
 

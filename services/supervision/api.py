@@ -43,7 +43,7 @@ from services.supervision.responses import (
     ScoreHistoryEntry,
     ScoreRow,
 )
-from services.supervision.session import Sessions, is_page, security_headers
+from services.supervision.session import PageHeaders, Sessions, security_headers
 from services.supervision.sheets import add_sheet, csv_bytes, xlsx_bytes
 from services.supervision.store import FactStore, ScoreStore, score_fields, to_activity
 from services.supervision.todo import FlaggedPair, township_todo
@@ -51,7 +51,7 @@ from shared.auth import Caller
 from shared.events.supervision import InspectionRecorded, InspectionRecordedEvent
 from shared.http import Id, Period, PeriodPath, Year
 from shared.messaging import InvalidEvent
-from shared.openapi import CSV, XLSX, file_responses
+from shared.openapi import CSV, DOCX, PDF, XLSX, file_responses
 from shared.pii import scrub_free_text
 
 DASHBOARD = Path(__file__).with_name("dashboard")
@@ -78,12 +78,7 @@ def mount(
     app.include_router(office_api.router(facts, rules, sessions, office))
     headers = security_headers(evidence_url)
 
-    @app.middleware("http")
-    async def page_headers(request: Request, call_next: Any) -> Any:
-        response = await call_next(request)
-        if is_page(request):
-            response.headers.update(headers)
-        return response
+    app.add_middleware(PageHeaders, headers=headers)
 
     @app.get("/dashboard/config.json", tags=["dashboard"])
     async def dashboard_config() -> dict[str, Any]:
@@ -91,7 +86,11 @@ def mount(
         is, to show the evidence photos (view links, asked for with the office's key)."""
         return {"evidence_url": evidence_url.rstrip("/")}
 
-    @app.post("/dashboard/session", tags=["dashboard"])
+    @app.post(
+        "/dashboard/session",
+        tags=["dashboard"],
+        responses={401: {"description": "The key is not known (密钥无效)."}},
+    )
     async def sign_in(
         request: Request, response: Response, key: Annotated[str, Form(max_length=500)]
     ) -> dict[str, Any]:
@@ -103,7 +102,7 @@ def mount(
 
     signed_in: Any = sessions.dependency()
 
-    @app.get("/dashboard/session", tags=["dashboard"])
+    @app.get("/dashboard/whoami", tags=["dashboard"])  # not public: it needs the cookie or a key
     async def whoami(caller: Caller = signed_in) -> dict[str, Any]:
         return {"role": caller.role, "township_id": caller.township_id}
 
@@ -516,7 +515,7 @@ def router(
             now,
         )
 
-    @api.get("/bulletins/{period}.docx", tags=["bulletins"])
+    @api.get("/bulletins/{period}.docx", tags=["bulletins"], responses=file_responses(DOCX))
     async def bulletin_docx(*, caller: Caller = auth, period: PeriodPath) -> Response:
         """The month's supervision bulletin (督查通报) as a Word file."""
         content = bulletin.docx(await compose_bulletin(caller, period))
@@ -526,7 +525,7 @@ def router(
             headers={"Content-Disposition": f'attachment; filename="bulletin-{period}.docx"'},
         )
 
-    @api.get("/bulletins/{period}.pdf", tags=["bulletins"])
+    @api.get("/bulletins/{period}.pdf", tags=["bulletins"], responses=file_responses(PDF))
     async def bulletin_pdf(*, caller: Caller = auth, period: PeriodPath) -> Response:
         """The month's supervision bulletin (督查通报) as a PDF, its Chinese font embedded."""
         content = bulletin.pdf(await compose_bulletin(caller, period))

@@ -25,6 +25,7 @@ from services.supervision.store import FactStore
 from shared.auth import Caller
 from shared.events.activities import ProjectListPublishedEvent
 from shared.events.evidence import EvidenceReviewed, EvidenceReviewedEvent
+from shared.openapi import XLSX, file_responses
 
 OFFICE_SOURCE = "/office/dashboard"
 MAX_UPLOAD = 2 * 1024 * 1024  # a key project list is a few dozen rows
@@ -58,7 +59,7 @@ def router(facts: FactStore, rules: RuleSet, sessions: Sessions, desk: OfficeDes
             raise HTTPException(413, "文件过大（上限 2 MB）")
         return content
 
-    @api.get("/projects/template.xlsx")
+    @api.get("/projects/template.xlsx", responses=file_responses(XLSX))
     async def template(*, caller: Caller = auth) -> Response:
         """The key project list's spreadsheet template, with one example row."""
         return Response(

@@ -15,7 +15,8 @@ import hmac
 import time
 from typing import Annotated
 
-from fastapi import Cookie, Depends, Header, HTTPException, Request, Response
+from fastapi import Cookie, Depends, Header, HTTPException, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import AuthSettings, Caller, parse_keys
 
@@ -74,7 +75,14 @@ class Sessions:
             key = x_api_key or (authorization.removeprefix("Bearer ").strip() if authorization else None)
             who = self.caller_of_key(key) if key else self.caller_of_cookie(wmsj_session)
             if who is None:
-                raise HTTPException(401, "an API key is required: Authorization: Bearer <key>")
+                # The same words as every other service's door (shared.auth).
+                raise HTTPException(
+                    401,
+                    "this API key is not known"
+                    if key
+                    else "an API key is required: Authorization: Bearer <key>",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
             return who
 
         return Depends(caller)
@@ -118,6 +126,29 @@ def security_headers(evidence_url: str) -> dict[str, str]:
     }
 
 
-def is_page(request: Request) -> bool:
-    path = request.url.path
+def is_page(path: str) -> bool:
     return path == "/" or path.startswith("/dashboard")
+
+
+class PageHeaders:
+    """ASGI middleware: the dashboard's headers on its page and files. Plain ASGI, not
+    ``@app.middleware("http")``: that one re-streams the request body, and a body refused
+    as too large while it is read (shared.http) would then surface as a 400, not a 413."""
+
+    def __init__(self, app: ASGIApp, headers: dict[str, str]) -> None:
+        self.app = app
+        self.headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not is_page(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        names = {name for name, _ in self.headers}
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                kept = [(n, v) for n, v in message.get("headers", []) if n.lower() not in names]
+                message["headers"] = kept + self.headers
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

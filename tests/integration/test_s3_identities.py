@@ -108,7 +108,10 @@ def test_the_evidence_identity_does_what_evidence_does_and_nothing_else(
     client.put_object(
         settings.upload_bucket, "431381101/a.jpg", io.BytesIO(b"jpeg"), 4, content_type="image/jpeg"
     )
-    asyncio.run(store.keep("431381101/a.jpg", "kept/a.jpg", "image/jpeg"))
+    taken = asyncio.run(store.take_upload("431381101/a.jpg"))  # read once, as evidence does
+    assert taken is not None
+    asyncio.run(store.keep(taken, "kept/a.jpg", "image/jpeg"))
+    taken.close()
     assert client.get_object_retention(settings.evidence_bucket, "kept/a.jpg").retain_until_date is not None
     assert {"url", "fields"} <= store.upload_policy(
         "431381101/b.jpg", 10, "image/jpeg", timedelta(minutes=5)

@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 import uvicorn
@@ -27,6 +26,7 @@ from fastapi.routing import APIRoute
 from shared.auth import DEV_OFFICE_KEY, caller_dependency, parse_keys
 from shared.events import UnitKind, UnitRegistered
 from shared.identity import township_user
+from shared.onboarding import BrokerAdmin
 from tests.conftest import Infra
 from tests.integration.test_townships import as_user, eventually, office_registers
 from tests.support import free_port, town_code
@@ -34,7 +34,6 @@ from wmsj.client import TownshipClient
 from wmsj.demo import png
 from wmsj.docs import ROOT
 from wmsj.guide import GUIDE
-from wmsj.townships import declare_reply_queue, rabbitmqctl_commands
 
 EXAMPLE = re.compile(r"<!-- example: (\S+) -->\n```python\n(.*?)\n```", re.S)
 
@@ -92,11 +91,8 @@ async def township_env(
     """What the office hands a township (§ 1 of the guide), as environment variables."""
     town = town_code()
     await office_registers(township, apps, UnitRegistered(unit_id=town, name="禾青镇", kind=UnitKind.TOWN))
-    password = secrets.token_hex(12)
-    vhost = urlsplit(infra.amqp_url).path[1:].replace("%2F", "/")
-    for args in rabbitmqctl_commands(town, password, vhost=vhost):
-        infra.rabbitmqctl(args)
-    await declare_reply_queue(infra.amqp_url, town)
+    async with BrokerAdmin(infra.amqp_url) as admin:  # as `wmsj township add` does
+        password = (await admin.add(town)).password
     key = f"key-{secrets.token_hex(8)}"
     keys = {DEV_OFFICE_KEY: "office", key: f"township:{town}"}
     # Routes that read the keys when their signature is evaluated see these; the others are

@@ -97,7 +97,7 @@ async def test_the_dashboard_signs_in_with_a_cookie_and_sends_a_csp(http: httpx.
     assert signed.json() == {"role": "township", "township_id": "t-wb"}
     cookie = signed.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "t-wb-key" not in cookie
-    assert (await http.get("/dashboard/session")).json()["township_id"] == "t-wb"  # the cookie is the key
+    assert (await http.get("/dashboard/whoami")).json()["township_id"] == "t-wb"  # the cookie is the key
     assert (await http.get("/scores", params={"period": PERIOD})).status_code == 200
     await http.delete("/dashboard/session")
     http.cookies.clear()

@@ -749,7 +749,7 @@ async function start() {
   applyWords();
   $("period").value = thisMonth();
   $("inspection-date").value = new Intl.DateTimeFormat("en-CA", { timeZone: TZ }).format(new Date()); // YYYY-MM-DD, city time
-  const r = await fetch("/dashboard/session", { credentials: "same-origin" });
+  const r = await fetch("/dashboard/whoami", { credentials: "same-origin" });
   if (r.ok) await signedIn(await r.json());
   else showSignIn();
 }
