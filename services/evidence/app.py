@@ -185,8 +185,8 @@ async def on_evidence_submitted(
 
     async def effect(session: AsyncClientSession) -> list[CloudEvent]:
         bands = hash_bands(photo.dhash) if photo and not is_featureless(photo.dhash) else []
-        await evidence.claim_fingerprints(data.sha256, bands, session)
-        others = [occurrence(d) for d in await evidence.candidates(data.sha256, bands, session)]
+        looked_up = await evidence.claim_fingerprints(data.sha256, bands, session)
+        others = [occurrence(d) for d in await evidence.candidates(data.sha256, looked_up, session)]
         flags = fraud_signals(data, photo, activity, others)
         await evidence.put(
             {
