@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Response
 
 from services.activities.domain.attendance import places
 from services.activities.domain.lifecycle import Activity
@@ -24,6 +24,7 @@ from services.activities.store import ActivityStore, OrderStore, ProjectListStor
 from shared.auth import Caller, current_caller
 from shared.events import period_of
 from shared.identity import owning_township
+from shared.paging import Paged
 
 CALLER: Any = current_caller()  # keys from WMSJ_API_KEYS; tests override ``CALLER.dependency``
 Who = Annotated[Caller, CALLER]
@@ -108,11 +109,13 @@ def router(stores: Stores, accept_within: timedelta) -> APIRouter:
         return [await view(a, lists, now) for a in found]
 
     @api.get("/activities")
-    async def list_activities(caller: Who, unit_id: str | None = None) -> list[dict[str, Any]]:
+    async def list_activities(
+        caller: Who, page: Paged, response: Response, unit_id: str | None = None
+    ) -> list[dict[str, Any]]:
         now = datetime.now(UTC)
         lists = await stores.project_lists.all()
         found = await visible(caller, await stores.activities.list(unit_id=unit_id))
-        return [await view(a, lists, now) for a in found]
+        return [await view(a, lists, now) for a in page.of(found, response)]
 
     @api.get("/activities/{activity_id}")
     async def get_activity(caller: Who, activity_id: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from pydantic import BaseModel, Field
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -26,6 +26,7 @@ from services.evidence.objects import ObjectStore
 from services.evidence.settings import EvidenceSettings
 from services.evidence.store import EvidenceStore
 from shared.auth import Caller, current_caller
+from shared.paging import Paged
 
 HIDDEN = {"_id", "dhash_bands", "upload_key"}
 
@@ -61,8 +62,8 @@ def router(evidence: EvidenceStore, objects: ObjectStore, settings: EvidenceSett
     expiry = timedelta(seconds=settings.link_expiry_s)
 
     @api.get("/evidence")
-    async def list_evidence(activity_id: str) -> list[dict[str, Any]]:
-        return [_view(d) for d in await evidence.for_activity(activity_id)]
+    async def list_evidence(activity_id: str, page: Paged, response: Response) -> list[dict[str, Any]]:
+        return [_view(d) for d in page.of(await evidence.for_activity(activity_id), response)]
 
     @api.get("/evidence/{evidence_id}")
     async def get_evidence(evidence_id: str) -> dict[str, Any]:

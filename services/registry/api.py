@@ -23,6 +23,7 @@ from services.registry.sheets import (
 from services.registry.store import UnitStore
 from shared.auth import Caller, current_caller
 from shared.identity import IdentitySettings, Publisher, township_user
+from shared.paging import Paged
 from shared.pii import vault
 
 Importer = Callable[[list[Any], Publisher, list[Any]], Awaitable[Any]]
@@ -73,6 +74,8 @@ def router(units: UnitStore, import_units: Importer, import_volunteers: Importer
     @api.get("/units", tags=["units"])
     async def list_units(
         caller: Who,
+        page: Paged,
+        response: Response,
         township_id: str | None = None,
         kind: str | None = None,
         name: str | None = None,
@@ -84,7 +87,7 @@ def router(units: UnitStore, import_units: Importer, import_volunteers: Importer
                 return []
             township_id = caller.township_id
         found = await units.search(township_id=township_id, kind=kind, name=name, code=code)
-        return [_show(u) for u in found]
+        return [_show(u) for u in page.of(found, response)]
 
     @api.get("/units/tree", tags=["units"])
     async def tree(caller: Who, root: str | None = None) -> list[dict[str, Any]]:
@@ -125,7 +128,11 @@ def router(units: UnitStore, import_units: Importer, import_volunteers: Importer
 
     @api.get("/volunteers", tags=["volunteers"])
     async def list_volunteers(
-        caller: Who, township_id: str | None = None, unit_id: str | None = None
+        caller: Who,
+        page: Paged,
+        response: Response,
+        township_id: str | None = None,
+        unit_id: str | None = None,
     ) -> list[dict[str, Any]]:
         if not caller.is_office:
             if township_id not in (None, caller.township_id):
@@ -134,7 +141,7 @@ def router(units: UnitStore, import_units: Importer, import_volunteers: Importer
         found = await units.list_volunteers(township_id=township_id, unit_id=unit_id)
         hours = await units.total_hours()
         pii = vault()
-        return [v.masked(pii, hours.get(v.volunteer_id, 0.0)) for v in found]
+        return [v.masked(pii, hours.get(v.volunteer_id, 0.0)) for v in page.of(found, response)]
 
     @api.get("/volunteers/{volunteer_id}", tags=["volunteers"])
     async def get_volunteer(volunteer_id: str, caller: Who) -> dict[str, Any]:

@@ -7,13 +7,13 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, HTTPException, Query
-from fastapi.responses import RedirectResponse, Response
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Response
+from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from services.supervision.domain import (
@@ -31,6 +31,7 @@ from services.supervision.store import FactStore, ScoreStore, score_fields
 from shared.auth import Caller, current_caller
 from shared.events.supervision import InspectionRecorded, InspectionRecordedEvent
 from shared.messaging import InvalidEvent
+from shared.paging import Paged
 
 DASHBOARD = Path(__file__).with_name("dashboard")
 PeriodQuery = Annotated[
@@ -79,8 +80,20 @@ def visible(caller: Caller, unit: dict[str, Any]) -> bool:
 
 
 def empty_score(unit: Unit, period: str, rules: RuleSet) -> Score:
-    """The score of a unit with no facts in the period's year (it is not left out)."""
-    return score_year(period[:4], lambda m: month_facts(unit, m, []), rules)[period]
+    """The score of a unit with no facts in the period's year (it is not left out).
+
+    It depends only on the rules and the period: scored once (a whole empty year) and then
+    named after each unit. ``GET /scores`` used to score an empty year for every unscored
+    unit on every request (a third of supervision's CPU while an office client polled)."""
+    key = (rules.version, period)  # the version names the rules' content (a hash of it)
+    if key not in _EMPTY:
+        if len(_EMPTY) > 1024:
+            _EMPTY.clear()
+        _EMPTY[key] = score_year(period[:4], lambda m: month_facts(Unit(""), m, []), rules)[period]
+    return replace(_EMPTY[key], unit_id=unit.unit_id)
+
+
+_EMPTY: dict[tuple[str, str], Score] = {}
 
 
 def router(
@@ -130,11 +143,18 @@ def router(
 
     @api.get("/scores", tags=["scores"])
     async def list_scores(
-        *, caller: Caller = auth, period: PeriodQuery, township_id: str | None = None, kind: str | None = None
+        *,
+        caller: Caller = auth,
+        period: PeriodQuery,
+        township_id: str | None = None,
+        kind: str | None = None,
+        page: Paged,
+        response: Response,
     ) -> list[dict[str, Any]]:
         """Every visible unit's score for the month, quarter or year, best first, with its
-        rank overall, within its kind and within its township, and its list (red/black)."""
-        return await table(caller, period, township_id, kind)
+        rank overall, within its kind and within its township, and its list (red/black);
+        a page of them (``X-Total-Count``: how many in all)."""
+        return page.of(await table(caller, period, township_id, kind), response)
 
     @api.get("/scores/{unit_id}", tags=["scores"])
     async def unit_score(*, caller: Caller = auth, unit_id: str, period: PeriodQuery) -> dict[str, Any]:
@@ -146,20 +166,24 @@ def router(
         return row_of(units.get(unit_id, {"unit_id": unit_id}), score)
 
     @api.get("/units/{unit_id}/history", tags=["scores"])
-    async def history(*, caller: Caller = auth, unit_id: str) -> list[dict[str, Any]]:
-        """Every score kept for the unit (months, quarters, years)."""
+    async def history(
+        *, caller: Caller = auth, unit_id: str, page: Paged, response: Response
+    ) -> list[dict[str, Any]]:
+        """Every score kept for the unit (months, quarters, years), a page of them."""
         if unit_id not in await units_for(caller) and not caller.is_office:
             raise HTTPException(404, f"no unit {unit_id}")
-        return [score_fields(s) for s in await scores.for_unit(unit_id)]
+        return [score_fields(s) for s in page.of(await scores.for_unit(unit_id), response)]
 
     @api.get("/units/{unit_id}/activities", tags=["scores"])
-    async def activities(*, caller: Caller = auth, unit_id: str, period: PeriodQuery) -> list[dict[str, Any]]:
-        """Drill-down: the activities completed in the period and their evidence."""
+    async def activities(
+        *, caller: Caller = auth, unit_id: str, period: PeriodQuery, page: Paged, response: Response
+    ) -> list[dict[str, Any]]:
+        """Drill-down: the activities completed in the period and their evidence (a page)."""
         if unit_id not in await units_for(caller) and not caller.is_office:
             raise HTTPException(404, f"no unit {unit_id}")
         return [
             {**asdict(a), "month": a.month, "evidence": [asdict(e) for e in a.evidence]}
-            for a in await facts.completed_in(unit_id, months_of(period))
+            for a in page.of(await facts.completed_in(unit_id, months_of(period)), response)
         ]
 
     @api.get("/rankings", tags=["scores"])
@@ -186,10 +210,13 @@ def router(
         }
 
     @api.get("/eligibility", tags=["scores"])
-    async def civilized_unit_eligibility(*, caller: Caller = auth, year: int) -> list[dict[str, Any]]:
-        """Civilized-unit eligibility from the annual score and the three-year mean."""
+    async def civilized_unit_eligibility(
+        *, caller: Caller = auth, year: int, page: Paged, response: Response
+    ) -> list[dict[str, Any]]:
+        """Civilized-unit eligibility from the annual score and the three-year mean (a page
+        of the units)."""
         out = []
-        for unit_id, unit in sorted((await units_for(caller)).items()):
+        for unit_id, unit in page.of(sorted((await units_for(caller)).items()), response):
             annual = {}
             for y in (year - 2, year - 1, year):
                 if found := await scores.get(unit_id, str(y)):
@@ -199,13 +226,16 @@ def router(
         return out
 
     @api.get("/heatmap", tags=["scores"])
-    async def heatmap(*, caller: Caller = auth, year: int) -> dict[str, Any]:
-        """Activity coverage: completed activities of each unit in each month of the year."""
+    async def heatmap(*, caller: Caller = auth, year: int, page: Paged, response: Response) -> dict[str, Any]:
+        """Activity coverage: completed activities of each unit in each month of the year
+        (a page of the units)."""
         months = months_of(str(year))
         cells = {}
-        for unit_id in sorted(await units_for(caller)):
+        shown = page.of(sorted(await units_for(caller)), response)
+        completed = await facts.completed_in_units(shown, months)  # one query for the page
+        for unit_id in shown:
             counts = dict.fromkeys(months, 0)
-            for a in await facts.completed_in(unit_id, months):
+            for a in completed[unit_id]:
                 counts[a.month or ""] = counts.get(a.month or "", 0) + 1
             cells[unit_id] = [counts[m] for m in months]
         return {"months": months, "units": cells}
