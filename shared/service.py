@@ -22,10 +22,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.events import CloudEvent, derived_id
 from shared.messaging import EventBus, event_decoder, make_broker, rejecting_middleware, retry_transient
-from shared.mongo import Document, Effect, Outbox, connect, ensure_common_indexes, handle_once
+from shared.mongo import Document, Effect, MongoUnitOfWork, Outbox, connect, ensure_common_indexes
 from shared.pii import scrub
 from shared.settings import CommonSettings
 from shared.topology import EVENTS, declare_topology
+from shared.uow import Batcher
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"color_message"}
 
@@ -72,7 +73,9 @@ class Service:
     mongo: AsyncMongoClient[Document] = field(init=False)
     db: AsyncDatabase[Document] = field(init=False)
     outbox: Outbox = field(init=False)
+    batcher: Batcher = field(init=False)
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     publishes: list[type[CloudEvent[Any]]] = field(default_factory=list)
     readiness: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Long-running tasks (timers) run while the service runs, started after the consumers.
@@ -85,6 +88,13 @@ class Service:
         self.mongo = connect(self.settings.mongo_url)
         self.db = self.mongo[f"{self.settings.db_prefix}{self.name}"]  # each service owns its database
         self.outbox = Outbox(self.db, self.bus)
+        self.batcher = Batcher(
+            MongoUnitOfWork(self.mongo, self.db),
+            batch_size=self.settings.batch_size,
+            wait_s=self.settings.batch_wait_ms / 1000,
+            retry_max_delay_s=self.settings.retry_max_delay_s,
+            name=f"{self.name} events",
+        )
 
     async def already_handled(self, event: CloudEvent[Any]) -> bool:
         """A cheap look before slow work; ``process`` still decides, inside its transaction."""
@@ -97,14 +107,12 @@ class Service:
 
     async def process(self, event: CloudEvent[Any], effect: Effect) -> bool:
         """Handle ``event`` once: its effects and outgoing events are stored in one
-        transaction (retried while the database is down), then the outbox is relayed.
-        Returns False for a duplicate. The caller's message is acked only after this."""
-        settings = self.settings
-        handled = await retry_transient(
-            lambda: handle_once(self.mongo, self.db, event, effect),
-            what=f"handling {event.type} {event.id}",
-            max_delay=settings.retry_max_delay_s,
-        )
+        transaction with those of the other events being handled at the moment (a batch,
+        ``shared.uow``; retried while the database is down), then the outbox is relayed.
+        Returns False for a duplicate; raises what ``effect`` raised if it refused the
+        event (the rest of its batch is stored). The caller's message is acked only after
+        this."""
+        handled = await self.batcher.submit(event, effect)
         logging.getLogger(f"wmsj.{self.name}").info(
             "handled" if handled else "duplicate ignored",
             extra={"event_id": event.id, "event_source": event.source, "event_type": event.type},
@@ -189,6 +197,9 @@ class Service:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await self.batcher.close()
+            for hook in self.on_stop:
+                await hook()
             await self.broker.stop()
             await self.mongo.close()
 

@@ -25,6 +25,10 @@ class CommonSettings(BaseSettings):
     # before it gives the message back to the broker; the broker then redelivers it.
     retry_max_delay_s: float = 10.0
     prefetch: int = 32
+    # Events handled in one transaction (shared.uow): up to ``batch_size`` of those the
+    # prefetch window holds, gathered for at most ``batch_wait_ms``. 1: one per transaction.
+    batch_size: int = Field(default=64, ge=1)
+    batch_wait_ms: float = Field(default=5, ge=0)
 
 
 class HoldSettings(CommonSettings):
