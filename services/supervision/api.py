@@ -21,6 +21,7 @@ from services.supervision.domain import (
     Score,
     Unit,
     eligibility,
+    enclosing,
     list_of,
     month_facts,
     months_of,
@@ -169,10 +170,15 @@ def router(
     async def history(
         *, caller: Caller = auth, unit_id: str, page: Paged, response: Response
     ) -> list[dict[str, Any]]:
-        """Every score kept for the unit (months, quarters, years), a page of them."""
+        """Every score of the unit (months, quarters, years) in the years it has scores in, a
+        page of them. A period whose score never differed from the empty one is not kept
+        (nor announced): it is shown as the empty score."""
         if unit_id not in await units_for(caller) and not caller.is_office:
             raise HTTPException(404, f"no unit {unit_id}")
-        return [score_fields(s) for s in page.of(await scores.for_unit(unit_id), response)]
+        kept = {s.period: s for s in await scores.for_unit(unit_id)}
+        periods = {p for year in {k[:4] for k in kept} for m in months_of(year) for p in (m, *enclosing(m))}
+        every = [kept.get(p) or empty_score(Unit(unit_id), p, rules) for p in sorted(periods)]
+        return [score_fields(s) for s in page.of(every, response)]
 
     @api.get("/units/{unit_id}/activities", tags=["scores"])
     async def activities(
