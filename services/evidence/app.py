@@ -18,6 +18,9 @@ only the office reviews (``check_scope``); who sent it is the broker-checked ``u
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import IO, Annotated, Any
@@ -44,7 +47,7 @@ from services.evidence.domain import (
     progress,
 )
 from services.evidence.objects import ObjectStore
-from services.evidence.photos import READABLE, analyse
+from services.evidence.photos import READABLE, analyse_bytes
 from services.evidence.settings import EvidenceSettings
 from services.evidence.store import EvidenceStore
 from shared.events import (
@@ -80,6 +83,7 @@ service = Service("evidence", settings)
 evidence = EvidenceStore(service.db)
 objects = ObjectStore(settings.s3, settings.retention_days)
 service.on_start += [evidence.ensure_indexes, objects.ensure_buckets]
+service.on_stop.append(lambda: stop_image_pool())
 service.readiness.append(objects.ping)
 service.documents_publishing(
     EvidenceStoredEvent,
@@ -172,15 +176,19 @@ async def on_evidence_submitted(
         raise InvalidEvent(str(refusal)) from refusal
     assert activity is not None  # check_activity refused otherwise
     key = permanent_key(data)
-    # Kept before it is recorded: a crash in between only repeats an idempotent copy.
-    await retry_transient(
-        lambda: objects.keep(data.object_key, key, data.content_type), what=f"keeping {key}"
-    )
+    # Kept before it is recorded: a crash in between only repeats an idempotent copy. The
+    # file and its thumbnail are copied at once (and beside the other handlers' copies).
     thumbnail_key = f"{key}.thumb.jpg" if thumbnail else None
+    copies = [
+        retry_transient(lambda: objects.keep(data.object_key, key, data.content_type), what=f"keeping {key}")
+    ]
     if thumbnail and thumbnail_key:
-        await retry_transient(
-            lambda: objects.keep_thumbnail(thumbnail_key, thumbnail), what=f"keeping {thumbnail_key}"
+        copies.append(
+            retry_transient(
+                lambda: objects.keep_thumbnail(thumbnail_key, thumbnail), what=f"keeping {thumbnail_key}"
+            )
         )
+    await asyncio.gather(*copies)
     stored_at = datetime.now(UTC)
 
     async def effect(session: AsyncClientSession) -> list[CloudEvent]:
@@ -372,13 +380,37 @@ holds = Holds(service, settings, known, handle_held)
 
 
 async def read_photo(key: str, content_type: str) -> tuple[Photo | None, bytes | None]:
+    """The photo's hash, EXIF facts and thumbnail, worked out in another process: decoding
+    and resizing hold the GIL, and in a thread they stalled every other handler (and the
+    transactions of the batch waiting for them) for as long as a photo took."""
     if content_type not in READABLE:
         return None, None
     file: IO[bytes] = await retry_transient(lambda: objects.fetch_upload(key), what=f"reading upload {key}")
     try:
-        return await asyncio.to_thread(analyse, file)
+        data = file.read()
     finally:
         file.close()
+    return await asyncio.get_running_loop().run_in_executor(image_pool(), analyse_bytes, data)
+
+
+_pool: ProcessPoolExecutor | None = None
+
+
+def image_pool() -> ProcessPoolExecutor:
+    """The photo readers: one process per core (``image_workers``), started on first use
+    (``spawn``: a forked copy of this process would inherit its threads' locks)."""
+    global _pool
+    if _pool is None:
+        workers = settings.image_workers or os.cpu_count() or 1
+        _pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    return _pool
+
+
+async def stop_image_pool() -> None:
+    global _pool
+    if _pool is not None:
+        _pool.shutdown(wait=False, cancel_futures=True)
+        _pool = None
 
 
 def occurrence(doc: Document) -> Occurrence:
