@@ -90,7 +90,7 @@ async def main(sizes: list[int], k: int) -> None:
                 stored += len(chunk)
             filled = time.perf_counter() - start
             times = await lookups(client, store, rng, k)
-            scan = await or_query(store, rng, min(k, 20)) if size <= 20_000 else []
+            scan = await or_query(store, rng, 5) if size <= 1_000 else []
             rows.append((size, statistics.median(times), statistics.mean(times), scan, filled))
             print(
                 f"{size:>8} photos: lookup p50 {statistics.median(times):6.2f} ms, mean {statistics.mean(times):6.2f} ms"
