@@ -203,6 +203,17 @@ class Batcher:
                 self.stats.refused += 1
                 refused.item.done.set_exception(refused.error)
                 continue
+            except Exception as error:
+                # Failed as a whole (at commit, say), not through one event's effect: halve
+                # it until the event it fails for is alone, so the rest are not refused too.
+                if len(remaining) == 1:
+                    self.stats.refused += 1
+                    remaining[0].done.set_exception(error)
+                    return
+                middle = len(remaining) // 2
+                await self.apply(remaining[:middle])
+                await self.apply(remaining[middle:])
+                return
             self.stats.batches += 1
             self.stats.events += len(remaining)
             self.stats.largest = max(self.stats.largest, len(remaining))

@@ -5,7 +5,8 @@ crash, and a conflict retried."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -140,3 +141,23 @@ async def test_apply_once_alone_skips_a_handled_event() -> None:
         async with uow.transaction() as tx:
             assert await apply_once(tx, event(1), count_on("doc")) is expected
     assert uow.documents["doc"]["n"] == 1
+
+
+async def test_a_batch_failing_as_a_whole_is_halved_until_the_culprit_is_alone() -> None:
+    class FailsWithSeven(InMemoryUnitOfWork):
+        """Fails at commit (not in an effect) whenever the seventh event is in the batch."""
+
+        @contextlib.asynccontextmanager
+        async def transaction(self) -> AsyncIterator[InMemoryTransaction]:
+            async with super().transaction() as tx:
+                yield tx
+                if event(7).key in tx.inbox:
+                    raise RuntimeError("commit failed")
+
+    uow = FailsWithSeven()
+    batcher = Batcher(uow, batch_size=16, wait_s=0.01)
+    results = await submit_all(batcher, [(event(n), count_on(f"d{n}")) for n in range(10)])
+    assert [r is True for r in results] == [n != 7 for n in range(10)]
+    assert isinstance(results[7], RuntimeError)
+    assert event(7).key not in uow.inbox and len(uow.inbox) == 9
+    await batcher.close()
