@@ -236,8 +236,9 @@ class Holds:
             what=f"looking up events held for {awaited.key}",
             max_delay=self.settings.retry_max_delay_s,
         )
-        for doc in found:
-            await self._release(Held.from_doc(doc))
+        # Released together, so that their effects share the service's batches (shared.uow)
+        # instead of a transaction each; each fails or succeeds on its own.
+        await asyncio.gather(*(self._release(Held.from_doc(doc)) for doc in found))
 
     async def _release(self, held: Held) -> None:
         try:
@@ -280,16 +281,10 @@ class Holds:
         )
 
     async def transaction(self, what: str, work: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
-        """``work`` in one transaction, retried while the database is away or on a write
-        conflict; then the outbox is relayed."""
-        service = self.service
-
-        async def attempt() -> T:
-            async with service.mongo.start_session() as session, await session.start_transaction():
-                return await work(session)
-
-        done = await retry_transient(attempt, what=what, max_delay=self.settings.retry_max_delay_s)
-        service.outbox.wake()
+        """``work`` in a transaction (the service's next batch, ``shared.uow``), retried while
+        the database is away or on a write conflict; then the outbox is relayed."""
+        done = await self.service.batcher.run(work)
+        self.service.outbox.wake()
         return done
 
     async def _known(self, awaited: Awaited) -> bool:

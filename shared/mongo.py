@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -24,12 +24,13 @@ from aiormq.exceptions import DeliveryError
 from pymongo import ASCENDING, AsyncMongoClient, DeleteOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import CollectionInvalid, DuplicateKeyError
+from pymongo.errors import BulkWriteError, CollectionInvalid, DuplicateKeyError
 
 from shared.door import body_digest
 from shared.events import CloudEvent
 from shared.identity import looks_like_reply_queue
 from shared.rounds import run_rounds
+from shared.uow import Conflict, apply_once
 
 if TYPE_CHECKING:
     from shared.messaging import EventBus
@@ -80,19 +81,81 @@ async def handle_once(
     event: CloudEvent[Any],
     effect: Effect,
 ) -> bool:
-    """Apply ``effect`` for ``event`` exactly once. Returns False if it was already handled.
+    """Apply ``effect`` for ``event`` exactly once, in a transaction of its own. Returns
+    False if it was already handled. (``Service.process`` batches events instead.)
 
     ``effect`` writes through the session it is given and returns the events to publish.
     """
-    async with client.start_session() as session, await session.start_transaction():
-        if seen_before(await db.inbox.find_one({"_id": event.key}, INBOX_LOOK, session=session), event):
-            return False
-        try:
-            await db.inbox.insert_one(inbox_entry(event), session=session)
-        except DuplicateKeyError:  # handled concurrently by another consumer
-            return False
-        await stage(db, await effect(session), session)
-    return True
+    async with MongoUnitOfWork(client, db).transaction() as tx:
+        return await apply_once(tx, event, effect)
+
+
+class MongoTransaction:
+    """The unit of work's transaction on MongoDB: the inbox and outbox collections.
+
+    For a batch, the inbox is read with one query (``preload``) and the inbox and outbox
+    entries are written with one bulk insert each when the transaction ends (``flush``)."""
+
+    def __init__(self, db: AsyncDatabase[Document], session: AsyncClientSession) -> None:
+        self.db = db
+        self.session = session
+        self._preloaded: set[str] = set()  # inbox keys looked up by ``preload``
+        self._handled: dict[str, Document] = {}  # of those, the ones in the inbox: their entries
+        self._inbox: list[Document] = []
+        self._outbox: list[Document] = []
+
+    async def preload(self, events: Sequence[CloudEvent[Any]]) -> None:
+        keys = [e.key for e in events]
+        found = self.db.inbox.find({"_id": {"$in": keys}}, INBOX_LOOK, session=self.session)
+        self._handled |= {d["_id"]: d async for d in found}
+        self._preloaded |= set(keys)
+
+    async def seen(self, event: CloudEvent[Any]) -> bool:
+        """A duplicate; raises ``InvalidEvent`` for the same key with another body (``seen_before``)."""
+        if event.key in self._preloaded:
+            return seen_before(self._handled.get(event.key), event)
+        return seen_before(
+            await self.db.inbox.find_one({"_id": event.key}, INBOX_LOOK, session=self.session), event
+        )
+
+    async def remember(self, event: CloudEvent[Any]) -> bool:
+        if not self._preloaded:  # a single event: its own insert, as before batching
+            try:
+                await self.db.inbox.insert_one(inbox_entry(event), session=self.session)
+            except DuplicateKeyError:  # handled concurrently by another consumer
+                return False
+            return True
+        self._inbox.append(inbox_entry(event))
+        return True
+
+    async def stage(self, outgoing: Sequence[Outgoing]) -> None:
+        self._outbox += [_outbox_entry(item) for item in outgoing]
+
+    async def flush(self) -> None:
+        if self._inbox:
+            try:
+                await self.db.inbox.insert_many(self._inbox, ordered=False, session=self.session)
+            except BulkWriteError as error:
+                # Another consumer (a replica) handled one of them since ``preload``: the
+                # batch is retried, and its ``preload`` then sees it.
+                raise Conflict(f"an inbox entry was written concurrently: {error}") from error
+        if self._outbox:
+            await self.db.outbox.insert_many(self._outbox, session=self.session)
+
+
+class MongoUnitOfWork:
+    """``shared.uow.UnitOfWork`` on MongoDB: one multi-document transaction."""
+
+    def __init__(self, client: AsyncMongoClient[Document], db: AsyncDatabase[Document]) -> None:
+        self.client = client
+        self.db = db
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[MongoTransaction]:
+        async with self.client.start_session() as session, await session.start_transaction():
+            tx = MongoTransaction(self.db, session)
+            yield tx
+            await tx.flush()
 
 
 # ----------------------------------------------------------------------------- the inbox

@@ -38,16 +38,17 @@ from shared.mongo import (
     INBOX_LOOK,
     Document,
     Effect,
+    MongoUnitOfWork,
     Outbox,
     connect,
     ensure_common_indexes,
-    handle_once,
     seen_before,
 )
 from shared.openapi import document
 from shared.pii import scrub
 from shared.settings import CommonSettings, InsecureSettings, refuse_insecure_settings
 from shared.topology import EVENTS, declare_topology
+from shared.uow import Batcher
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"color_message"}
 
@@ -95,7 +96,9 @@ class Service:
     db: AsyncDatabase[Document] = field(init=False)
     outbox: Outbox = field(init=False)
     metrics: metrics_.ServiceMetrics = field(init=False)
+    batcher: Batcher = field(init=False)
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     publishes: list[type[CloudEvent[Any]]] = field(default_factory=list)
     readiness: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Long-running tasks (timers) run while the service runs, started after the consumers.
@@ -119,6 +122,13 @@ class Service:
         self.metrics.gauge("outbox", self.outbox.pending)
         self.metrics.gauge("held", lambda: self.db.held.count_documents({}))
         logging.getLogger("wmsj.messaging").addHandler(self.metrics.count_store_errors())
+        self.batcher = Batcher(
+            MongoUnitOfWork(self.mongo, self.db),
+            batch_size=self.settings.batch_size,
+            wait_s=self.settings.batch_wait_ms / 1000,
+            retry_max_delay_s=self.settings.retry_max_delay_s,
+            name=f"{self.name} events",
+        )
 
     async def already_handled(self, event: CloudEvent[Any]) -> bool:
         """A cheap look before slow work; ``process`` still decides, inside its transaction."""
@@ -131,19 +141,19 @@ class Service:
 
     async def process(self, event: CloudEvent[Any], effect: Effect) -> bool:
         """Handle ``event`` once: its effects and outgoing events are stored in one
-        transaction (retried while the database is down), then the outbox is relayed.
-        Returns False for a duplicate. The caller's message is acked only after this."""
-        settings = self.settings
+        transaction with those of the other events being handled at the moment (a batch,
+        ``shared.uow``; retried while the database is down), then the outbox is relayed.
+        Returns False for a duplicate; raises what ``effect`` raised if it refused the
+        event (the rest of its batch is stored). The caller's message is acked only after
+        this."""
+        # What the handler stores carries this span's traceparent (shared/tracing.py), taken
+        # here: the batch runs the effect in its own task, outside the handler's span.
+        traceparent = tracing.current_traceparent()
 
         async def traced(session: Any) -> Any:
-            # What the handler stores carries this span's traceparent (shared/tracing.py).
-            return tracing.traced_outgoing(await effect(session))
+            return tracing.traced_outgoing(await effect(session), traceparent)
 
-        handled = await retry_transient(
-            lambda: handle_once(self.mongo, self.db, event, traced),
-            what=f"handling {event.type} {event.id}",
-            max_delay=settings.retry_max_delay_s,
-        )
+        handled = await self.batcher.submit(event, traced)
         if not handled:
             metrics_.mark("duplicate")
         logging.getLogger(f"wmsj.{self.name}").info(
@@ -238,6 +248,9 @@ class Service:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await self.batcher.close()
+            for hook in self.on_stop:
+                await hook()
             await self.broker.stop()
             await self.mongo.close()
 

@@ -64,6 +64,10 @@ class CommonSettings(BaseSettings):
     # Where spans go, by OTLP over HTTP (shared/tracing.py), e.g.
     # http://otel-collector:4318/v1/traces. Empty: traces are not exported.
     otlp_endpoint: str | None = None
+    # Events handled in one transaction (shared.uow): up to ``batch_size`` of those the
+    # prefetch window holds, gathered for at most ``batch_wait_ms``. 1: one per transaction.
+    batch_size: int = Field(default=64, ge=1)
+    batch_wait_ms: float = Field(default=5, ge=0)
 
 
 class HoldSettings(CommonSettings):

@@ -52,22 +52,25 @@ def current_traceparent() -> str | None:
     return carrier.get("traceparent")
 
 
-def with_traceparent(event: CloudEvent[Any]) -> CloudEvent[Any]:
-    """``event`` carrying the current span's ``traceparent`` (unchanged outside a span)."""
-    traceparent = current_traceparent()
+def with_traceparent(event: CloudEvent[Any], traceparent: str | None = None) -> CloudEvent[Any]:
+    """``event`` carrying ``traceparent``, by default the current span's (unchanged outside
+    a span)."""
+    traceparent = traceparent or current_traceparent()
     if traceparent is None or (event.model_extra or {}).get("traceparent") == traceparent:
         return event
     return event.model_copy(update={"traceparent": traceparent})
 
 
-def traced_outgoing(items: Sequence[Any]) -> list[Any]:
-    """What a handler stores (events, or ``Reply``s wrapping one), stamped with the trace."""
+def traced_outgoing(items: Sequence[Any], traceparent: str | None = None) -> list[Any]:
+    """What a handler stores (events, or ``Reply``s wrapping one), stamped with the trace:
+    ``traceparent``, taken where the handler ran (a batch runs effects in its own task, outside
+    the handler's span), or else the current span's."""
     out: list[Any] = []
     for item in items:
         if isinstance(item, CloudEvent):
-            out.append(with_traceparent(item))
+            out.append(with_traceparent(item, traceparent))
         elif isinstance(item, Reply):
-            out.append(dataclasses.replace(item, event=with_traceparent(item.event)))
+            out.append(dataclasses.replace(item, event=with_traceparent(item.event, traceparent)))
         else:
             out.append(item)
     return out

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Response
 
 from services.activities.domain.attendance import places
 from services.activities.domain.lifecycle import Activity
@@ -24,7 +24,6 @@ from services.activities.domain.orders import view as order_view
 from services.activities.domain.projects import ListVersion, check_plan
 from services.activities.responses import (
     ActivityDetail,
-    ActivityView,
     CityCalendar,
     MonthlyWarningView,
     OrderState,
@@ -36,6 +35,7 @@ from shared.auth import Caller, current_caller
 from shared.events import period_of
 from shared.http import Id, Month, YearPath
 from shared.identity import owning_township
+from shared.paging import Paged
 from shared.pii import scrub_free_text
 
 CALLER: Any = current_caller()  # keys from WMSJ_API_KEYS; tests override ``CALLER.dependency``
@@ -118,12 +118,14 @@ def router(stores: Stores, accept_within: timedelta) -> APIRouter:
         found.sort(key=lambda a: (_when(a), a.activity_id))
         return [await view(a, lists, now) for a in found]
 
-    @api.get("/activities", response_model=list[ActivityView])
-    async def list_activities(caller: Who, unit_id: str | None = None) -> list[dict[str, Any]]:
+    @api.get("/activities")
+    async def list_activities(
+        caller: Who, page: Paged, response: Response, unit_id: str | None = None
+    ) -> list[dict[str, Any]]:
         now = datetime.now(UTC)
         lists = await stores.project_lists.all()
         found = await visible(caller, await stores.activities.list(unit_id=unit_id))
-        return [await view(a, lists, now) for a in found]
+        return [await view(a, lists, now) for a in page.of(found, response)]
 
     @api.get("/activities/{activity_id}", response_model=ActivityDetail)
     async def get_activity(caller: Who, activity_id: Id) -> dict[str, Any]:

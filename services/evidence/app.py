@@ -18,9 +18,12 @@ only the office reviews (``check_scope``); who sent it is the broker-checked ``u
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import IO, Annotated, Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI
 from faststream.rabbit.annotations import RabbitMessage
@@ -46,7 +49,7 @@ from services.evidence.domain import (
     progress,
 )
 from services.evidence.objects import ObjectStore, TakenUpload
-from services.evidence.photos import READABLE, analyse
+from services.evidence.photos import READABLE, analyse_bytes
 from services.evidence.settings import EvidenceSettings
 from services.evidence.store import EvidenceStore
 from shared.events import (
@@ -84,6 +87,7 @@ service = Service("evidence", settings)
 evidence = EvidenceStore(service.db)
 objects = ObjectStore(settings.s3, settings.retention_days)
 service.on_start += [evidence.ensure_indexes, objects.ensure_buckets]
+service.on_stop.append(lambda: stop_image_pool())
 service.readiness.append(objects.ping)
 service.documents_publishing(
     EvidenceStoredEvent,
@@ -184,19 +188,25 @@ async def on_evidence_submitted(
         assert taken is not None
         photo, thumbnail = await read_photo(taken, data.content_type)
         key = permanent_key(data)
-        # Kept before it is recorded: a crash in between only repeats an idempotent copy.
+        thumbnail_key = f"{key}.thumb.jpg" if thumbnail else None
+        # Kept before it is recorded: a crash in between only repeats an idempotent copy. The
+        # checked copy and its thumbnail are put at once (and beside the other handlers' puts).
         kept_copy = taken
-        await retry_transient(lambda: objects.keep(kept_copy, key, data.content_type), what=f"keeping {key}")
+        copies = [
+            retry_transient(lambda: objects.keep(kept_copy, key, data.content_type), what=f"keeping {key}")
+        ]
+        if thumbnail and thumbnail_key:
+            copies.append(
+                retry_transient(
+                    lambda: objects.keep_thumbnail(thumbnail_key, thumbnail), what=f"keeping {thumbnail_key}"
+                )
+            )
+        await asyncio.gather(*copies)
     except RefusedEvidence as refusal:
         raise refused(refusal) from refusal
     finally:
         if taken is not None:
             taken.close()
-    thumbnail_key = f"{key}.thumb.jpg" if thumbnail else None
-    if thumbnail and thumbnail_key:
-        await retry_transient(
-            lambda: objects.keep_thumbnail(thumbnail_key, thumbnail), what=f"keeping {thumbnail_key}"
-        )
     stored_at = datetime.now(UTC)
 
     async def effect(session: AsyncClientSession) -> list[CloudEvent]:
@@ -211,8 +221,8 @@ async def on_evidence_submitted(
             await _township_of(data.unit_id) if who.is_office else None,
         )
         bands = hash_bands(photo.dhash) if photo and not is_featureless(photo.dhash) else []
-        await evidence.claim_fingerprints(data.sha256, bands, session)
-        others = [occurrence(d) for d in await evidence.candidates(data.sha256, bands, session)]
+        looked_up = await evidence.claim_fingerprints(data.sha256, bands, session)
+        others = [occurrence(d) for d in await evidence.candidates(data.sha256, looked_up, session)]
         flags = fraud_signals(data, photo, activity, others)
         await evidence.put(
             {
@@ -427,12 +437,35 @@ async def _owner_of(stored: Document | None) -> str | None:
 
 
 async def read_photo(taken: TakenUpload, content_type: str) -> tuple[Photo | None, bytes | None]:
-    """The photo's analysis, from the copy that was checked (and will be kept)."""
+    """The photo's hash, EXIF facts and thumbnail, from the checked copy (the bytes that are
+    kept), worked out in another process: decoding and resizing hold the GIL, and in a thread
+    they stalled every other handler (and the transactions of the batch waiting for them) for
+    as long as a photo took."""
     if content_type not in READABLE:
         return None, None
-    file: IO[bytes] = taken.reader()  # the kept copy: closed by its owner, not here
+    data = taken.reader().read()  # the checked copy, the one that is kept
     with service.metrics.analysing():
-        return await asyncio.to_thread(analyse, file)
+        return await asyncio.get_running_loop().run_in_executor(image_pool(), analyse_bytes, data)
+
+
+_pool: ProcessPoolExecutor | None = None
+
+
+def image_pool() -> ProcessPoolExecutor:
+    """The photo readers: one process per core (``image_workers``), started on first use
+    (``spawn``: a forked copy of this process would inherit its threads' locks)."""
+    global _pool
+    if _pool is None:
+        workers = settings.image_workers or os.cpu_count() or 1
+        _pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    return _pool
+
+
+async def stop_image_pool() -> None:
+    global _pool
+    if _pool is not None:
+        _pool.shutdown(wait=False, cancel_futures=True)
+        _pool = None
 
 
 def occurrence(doc: Document) -> Occurrence:

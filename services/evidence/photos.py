@@ -63,6 +63,11 @@ def analyse(file: IO[bytes]) -> tuple[Photo, bytes]:
     return photo, out.getvalue()
 
 
+def analyse_bytes(data: bytes) -> tuple[Photo, bytes]:
+    """``analyse`` for a worker process (``ProcessPoolExecutor``): bytes in, bytes out."""
+    return analyse(io.BytesIO(data))
+
+
 def taken_at(exif: Image.Exif) -> datetime | None:
     """EXIF DateTimeOriginal (with its offset when given; cameras without one are taken to
     be on city time), else the file's DateTime."""

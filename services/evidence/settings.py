@@ -13,3 +13,6 @@ class EvidenceSettings(HoldSettings):  # hold_s, hold_sweep_interval_s: submissi
     # Web pages allowed to call this API from a browser (CORS), comma-separated: the
     # supervision dashboard, which shows the evidence photos of a unit's activities.
     dashboard_origins: str = "http://127.0.0.1:8004,http://localhost:8004"
+    # Processes that read photos (hash, EXIF, thumbnail) beside the event loop; 0: as many
+    # as the machine has cores.
+    image_workers: int = Field(default=0, ge=0)

@@ -35,6 +35,7 @@ from shared.auth import Caller, current_caller
 from shared.http import HttpSettings, Id, limit_body
 from shared.identity import IdentitySettings, Publisher, township_user
 from shared.openapi import CSV, XLSX, file_responses
+from shared.paging import Paged
 from shared.pii import scrub_free_text, vault
 
 Importer = Callable[[list[Any], Publisher, list[Any]], Awaitable[Any]]
@@ -85,6 +86,8 @@ def router(units: UnitStore, import_units: Importer, import_volunteers: Importer
     @api.get("/units", tags=["units"], response_model=list[UnitView])
     async def list_units(
         caller: Who,
+        page: Paged,
+        response: Response,
         township_id: str | None = None,
         kind: str | None = None,
         name: str | None = None,
@@ -96,7 +99,7 @@ def router(units: UnitStore, import_units: Importer, import_volunteers: Importer
                 return []
             township_id = caller.township_id
         found = await units.search(township_id=township_id, kind=kind, name=name, code=code)
-        return [_show(u) for u in found]
+        return [_show(u) for u in page.of(found, response)]
 
     @api.get("/units/tree", tags=["units"], response_model=list[UnitNode])
     async def tree(caller: Who, root: str | None = None) -> list[dict[str, Any]]:
@@ -137,7 +140,11 @@ def router(units: UnitStore, import_units: Importer, import_volunteers: Importer
 
     @api.get("/volunteers", tags=["volunteers"], response_model=list[VolunteerView])
     async def list_volunteers(
-        caller: Who, township_id: str | None = None, unit_id: str | None = None
+        caller: Who,
+        page: Paged,
+        response: Response,
+        township_id: str | None = None,
+        unit_id: str | None = None,
     ) -> list[dict[str, Any]]:
         if not caller.is_office:
             if township_id not in (None, caller.township_id):
@@ -146,7 +153,9 @@ def router(units: UnitStore, import_units: Importer, import_volunteers: Importer
         found = await units.list_volunteers(township_id=township_id, unit_id=unit_id)
         hours = await units.total_hours()
         pii = vault()
-        return [scrub_free_text(v.masked(pii, hours.get(v.volunteer_id, 0.0))) for v in found]
+        return [
+            scrub_free_text(v.masked(pii, hours.get(v.volunteer_id, 0.0))) for v in page.of(found, response)
+        ]
 
     @api.get("/volunteers/{volunteer_id}", tags=["volunteers"], response_model=VolunteerDetail)
     async def get_volunteer(volunteer_id: Id, caller: Who) -> dict[str, Any]:

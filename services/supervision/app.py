@@ -27,6 +27,7 @@ from services.supervision import api
 from services.supervision.domain import (
     RuleSet,
     Score,
+    Unit,
     granularity_of,
     month_facts,
     months_of,
@@ -58,7 +59,7 @@ from shared.events.evidence import (
 )
 from shared.events.supervision import InspectionRecordedEvent, ScoreUpdatedV2, ScoreUpdatedV2Event
 from shared.identity import publisher_of
-from shared.messaging import InvalidEvent, retry_transient
+from shared.messaging import InvalidEvent
 from shared.mongo import stage
 from shared.rounds import run_rounds
 from shared.service import Service
@@ -334,27 +335,28 @@ async def rescore_marked(ids: list[str]) -> int:
     """Rescore the marked unit-years ``ids`` (those still marked) in one transaction that
     also removes their marks and stages the announcements of the scores that changed."""
 
-    async def attempt() -> int:
-        async with service.mongo.start_session() as session, await session.start_transaction():
-            marks = await rescoring.take(ids, session)
-            now = datetime.now(UTC)
-            by_year: dict[str, dict[str, set[str] | None]] = defaultdict(dict)
-            # Announcements are named after their mark (made once, revised by each fact), so
-            # the same rescoring retried is the same announcement and a later one is new.
-            cause: dict[str, str] = {}
-            for m in marks:
-                by_year[m["year"]][m["unit_id"]] = set(m["months"])
-                cause[m["_id"]] = f"rescore|{m['_id']}|{m['created']}|{m['revision']}"
-            announcements: list[CloudEvent] = []
-            for year in sorted(by_year):
-                for score in await rescore_units(year, by_year[year], now, session):
-                    announcements += score_updates(cause[mark_id(score.unit_id, year)], score, now)
-            await stage(service.db, announcements, session)
-            return len(marks)
+    async def attempt(session: AsyncClientSession) -> int:
+        marks = await rescoring.take(ids, session)
+        now = datetime.now(UTC)
+        by_year: dict[str, dict[str, set[str] | None]] = defaultdict(dict)
+        # Announcements are named after their mark (made once, revised by each fact), so
+        # the same rescoring retried is the same announcement and a later one is new.
+        cause: dict[str, str] = {}
+        for m in marks:
+            by_year[m["year"]][m["unit_id"]] = set(m["months"])
+            cause[m["_id"]] = f"rescore|{m['_id']}|{m['created']}|{m['revision']}"
+        announcements: list[CloudEvent] = []
+        for year in sorted(by_year):
+            for score in await rescore_units(year, by_year[year], now, session):
+                announcements += score_updates(cause[mark_id(score.unit_id, year)], score, now)
+        await stage(service.db, announcements, session)
+        return len(marks)
 
     if not ids:
         return 0
-    done = await retry_transient(attempt, what="rescoring", max_delay=settings.retry_max_delay_s)
+    # In the service's batches (shared.uow), as the facts are: one transaction at a time in
+    # this process, so a rescoring never conflicts with the facts that marked its units.
+    done = await service.batcher.run(attempt)
     service.outbox.wake()
     return done
 
@@ -383,7 +385,18 @@ async def rescore_units(
             new = score_year(year, facts_of, rules)
         else:
             new = rescore(sorted(months), facts_of, kept[unit_id], rules)
-        new_and_kept += [(new[p], kept[unit_id].get(p)) for p in sorted(new)]
+        # A period never scored reads as the empty score (``api.empty_score``): a new score
+        # equal to it changes nothing anyone sees, so it is neither kept nor announced. (A
+        # unit's first fact used to keep and announce its whole year: 17 scores, 29 events.)
+        # Unless the year was scored under other rules: then every period is announced anew.
+        other_rules = any(s.rules_version != rules.version for s in kept[unit_id].values())
+        new_and_kept += [
+            (
+                new[p],
+                kept[unit_id].get(p) or (None if other_rules else api.empty_score(Unit(unit_id), p, rules)),
+            )
+            for p in sorted(new)
+        ]
     return await scores.put_many(new_and_kept, now, session)
 
 
@@ -437,20 +450,17 @@ async def recompute(unit_id: str, year: str) -> int:
     """Recompute one unit's year in a transaction of its own, with the announcements of
     the scores it changed; how many changed."""
 
-    async def attempt() -> int:
-        async with service.mongo.start_session() as session, await session.start_transaction():
-            now = datetime.now(UTC)
-            revision = await scores.touch_year(unit_id, year, session)
-            changed = await rescore_units(year, {unit_id: None}, now, session)
-            # Named after this rescoring of the unit's year (its revision), so a later
-            # recompute that changes the same score again is a new announcement.
-            cause = f"recompute|{unit_id}|{year}|{revision}"
-            await stage(service.db, [e for s in changed for e in score_updates(cause, s, now)], session)
-            return len(changed)
+    async def attempt(session: AsyncClientSession) -> int:
+        now = datetime.now(UTC)
+        revision = await scores.touch_year(unit_id, year, session)
+        changed = await rescore_units(year, {unit_id: None}, now, session)
+        # Named after this rescoring of the unit's year (its revision), so a later
+        # recompute that changes the same score again is a new announcement.
+        cause = f"recompute|{unit_id}|{year}|{revision}"
+        await stage(service.db, [e for s in changed for e in score_updates(cause, s, now)], session)
+        return len(changed)
 
-    changed = await retry_transient(
-        attempt, what=f"recomputing {unit_id} {year}", max_delay=settings.retry_max_delay_s
-    )
+    changed = await service.batcher.run(attempt)
     if changed:
         service.outbox.wake()
     return changed

@@ -240,19 +240,23 @@ class FactStore:
         self, unit_ids: list[str], months: list[str], session: Session | None = None
     ) -> dict[str, list[Activity]]:
         """``completed_in`` for many units with one query (the rescorer's batches)."""
-        docs = await self.activities.find(
-            {"unit_id": {"$in": unit_ids}, "completion.period": {"$in": months}}, session=session
-        ).to_list(None)
+        # By unit alone, the months picked here: the MongoDB-wire server used here serves an
+        # ``$in`` from an index only when it is the query's one condition (it scanned every
+        # activity for ``unit_id $in`` + ``period $in``).
+        wanted = set(months)
+        docs = await self.activities.find({"unit_id": {"$in": unit_ids}}, session=session).to_list(None)
         out: dict[str, list[Activity]] = {u: [] for u in unit_ids}
         for d in sorted(docs, key=lambda d: d["_id"]):
-            out[d["unit_id"]].append(to_activity(d))
+            if (d.get("completion") or {}).get("period") in wanted:
+                out[d["unit_id"]].append(to_activity(d))
         return out
 
     async def years_of(self, unit_id: str, session: Session | None = None) -> set[str]:
+        # ``$exists`` would make the server scan the collection: filtered here.
         docs = await self.activities.find(
-            {"unit_id": unit_id, "completion": {"$exists": True}}, {"completion.period": 1}, session=session
+            {"unit_id": unit_id}, {"completion.period": 1}, session=session
         ).to_list(None)
-        return {d["completion"]["period"][:4] for d in docs}
+        return {d["completion"]["period"][:4] for d in docs if d.get("completion")}
 
     # ---------------------------------------------------------------- the key project list
 
@@ -330,12 +334,12 @@ class FactStore:
     async def inspections_in_units(
         self, unit_ids: list[str], months: list[str], session: Session | None = None
     ) -> dict[str, list[Inspection]]:
-        docs = await self.inspections.find(
-            {"unit_id": {"$in": unit_ids}, "period": {"$in": months}}, session=session
-        ).to_list(None)
+        wanted = set(months)  # by unit alone: see ``completed_in_units``
+        docs = await self.inspections.find({"unit_id": {"$in": unit_ids}}, session=session).to_list(None)
         out: dict[str, list[Inspection]] = {u: [] for u in unit_ids}
         for d in docs:
-            out[d["unit_id"]].append(to_inspection(d))
+            if d["period"] in wanted:
+                out[d["unit_id"]].append(to_inspection(d))
         return out
 
     async def unit_year_ids(self) -> set[tuple[str, str]]:
@@ -414,20 +418,20 @@ class ScoreStore:
         return to_score(doc) if doc and "score" in doc else None
 
     async def of_unit_year(self, unit_id: str, year: str, session: Session | None = None) -> dict[str, Score]:
-        docs = await self.scores.find(
-            {"unit_id": unit_id, "year": year, "score": {"$exists": True}}, session=session
-        ).to_list(None)
-        return {d["period"]: to_score(d) for d in docs}
+        # Only conditions the index holds (the server scans for ``$exists``); the unit's year
+        # document, which has no score, is left out here.
+        docs = await self.scores.find({"unit_id": unit_id, "year": year}, session=session).to_list(None)
+        return {d["period"]: to_score(d) for d in docs if "score" in d}
 
     async def of_units_year(
         self, unit_ids: list[str], year: str, session: Session | None = None
     ) -> dict[str, dict[str, Score]]:
-        docs = await self.scores.find(
-            {"unit_id": {"$in": unit_ids}, "year": year, "score": {"$exists": True}}, session=session
-        ).to_list(None)
+        # By unit alone (an ``$in`` beside another condition makes the server scan).
+        docs = await self.scores.find({"unit_id": {"$in": unit_ids}}, session=session).to_list(None)
         out: dict[str, dict[str, Score]] = {u: {} for u in unit_ids}
         for d in docs:
-            out[d["unit_id"]][d["period"]] = to_score(d)
+            if d.get("year") == year and "score" in d:
+                out[d["unit_id"]][d["period"]] = to_score(d)
         return out
 
     async def years_of_unit(self, unit_id: str, session: Session | None = None) -> list[str]:
@@ -471,11 +475,11 @@ class ScoreStore:
         return changed
 
     async def for_period(self, period: str) -> list[Score]:
-        return [to_score(d) async for d in self.scores.find({"period": period, "score": {"$exists": True}})]
+        return [to_score(d) async for d in self.scores.find({"period": period}) if "score" in d]
 
     async def for_unit(self, unit_id: str) -> list[Score]:
-        docs = self.scores.find({"unit_id": unit_id, "score": {"$exists": True}}).sort("period", 1)
-        return [to_score(d) async for d in docs]
+        docs = await self.scores.find({"unit_id": unit_id}).to_list(None)
+        return [to_score(d) for d in sorted(docs, key=lambda d: d["period"]) if "score" in d]
 
     async def versions(self) -> set[str]:
         return set(await self.scores.distinct("rules_version"))

@@ -138,14 +138,14 @@ def test_a_photo_taken_on_the_day_is_not_flagged():
     assert fraud_signals(submitted(), photo, ACTIVITY, []) == []
 
 
-def test_hashes_within_seven_bits_always_share_a_band():
+def test_hashes_within_the_near_duplicate_distance_always_share_a_band():
     rng = random.Random(7)
-    for _ in range(200):
+    for _ in range(500):
         h = rng.getrandbits(64)
         flipped = h
-        for bit in rng.sample(range(64), 7):
+        for bit in rng.sample(range(64), NEAR_DUPLICATE_BITS):
             flipped ^= 1 << bit
-        assert hamming(h, flipped) == 7
+        assert hamming(h, flipped) == NEAR_DUPLICATE_BITS
         assert set(hash_bands(h)) & set(hash_bands(flipped))
 
 
