@@ -44,9 +44,9 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 
 from shared.events import CloudEvent, EventRejected, EventRejectedEvent, derived_id, parse_event
 from shared.identity import Publisher
+from shared.leases import run_leased_rounds
 from shared.messaging import InvalidEvent, retry_transient
 from shared.mongo import Document, Effect, Outgoing, Reply, stage
-from shared.rounds import run_rounds
 
 if TYPE_CHECKING:
     from shared.service import Service
@@ -320,8 +320,15 @@ class Holds:
         return refused
 
     async def run_sweeps(self) -> None:
-        await run_rounds(
-            lambda: self.sweep(datetime.now(UTC)), self.settings.hold_sweep_interval_s, "hold sweep", self.log
+        # Replicas: leased (one replica sweeps; ``shared.leases``). Idempotent as well: a
+        # release or refusal takes the held document in its transaction, so only one does.
+        await run_leased_rounds(
+            self.service.db,
+            f"{self.service.name}-hold-sweep",
+            lambda: self.sweep(datetime.now(UTC)),
+            self.settings.hold_sweep_interval_s,
+            "hold sweep",
+            self.log,
         )
 
     async def transaction(self, what: str, work: Callable[[AsyncClientSession], Awaitable[T]]) -> T:

@@ -1,6 +1,7 @@
 """``wmsj``: run the platform on one machine and talk to it as a township or the office would.
 
 wmsj up            start the servers (RabbitMQ, MongoDB-wire, S3) and the four services
+                   (--replicas N: N instances of each)
 wmsj status        health of each service
 wmsj down          stop the four services (--infra: the servers too)
 wmsj demo          publish a month from three townships, print the score table
@@ -50,7 +51,7 @@ def _print_health(layout: processes.Layout) -> bool:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    layout = processes.Layout.default()
+    layout = processes.Layout.default(getattr(args, "replicas", 1))
     if not args.no_infra:
         subprocess.run(["bash", str(processes.ROOT / "scripts" / "services.sh"), "start"], check=True)
     for name in layout.ports:
@@ -66,7 +67,7 @@ def cmd_status(_: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     layout = processes.Layout.default()
-    for name in layout.ports:
+    for name in sorted(set(layout.ports) | set(layout.running())):
         print(f"  {name:<12} {'stopped' if processes.stop(layout, name) else 'was not running'}")
     if args.infra:
         subprocess.run(["bash", str(processes.ROOT / "scripts" / "services.sh"), "stop"], check=True)
@@ -338,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="start servers and services")
     up.add_argument("--no-infra", action="store_true", help="do not start RabbitMQ/MongoDB/S3")
     up.add_argument("--timeout", type=float, default=90)
+    up.add_argument(
+        "--replicas", type=int, default=1, help="instances of each service (replica k on port + 100·(k-1))"
+    )
     up.set_defaults(func=cmd_up)
     sub.add_parser("status", help="health of the services").set_defaults(func=cmd_status)
     down = sub.add_parser("down", help="stop the services")

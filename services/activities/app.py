@@ -96,8 +96,8 @@ from shared.events.activities import (
 )
 from shared.holds import Awaited, Held, Holds
 from shared.identity import Publisher, owning_township, publisher_of
+from shared.leases import run_leased_rounds
 from shared.messaging import InvalidEvent, retry_transient
-from shared.rounds import run_rounds
 from shared.service import Service
 from shared.topology import ACTIVITIES_EVENTS, ACTIVITIES_INGRESS
 
@@ -536,6 +536,10 @@ async def issue_monthly_warning(period: str, now: datetime) -> MonthlyWarningEve
     )
 
     async def effect(session: AsyncClientSession) -> list[CloudEvent[Any]]:
+        # Looked at again in the transaction: two rounds at once (a timer paused beyond its
+        # lease beside its successor) issue the list once; their writes conflict.
+        if await warnings.last(period, session) == missing:
+            return []
         await warnings.put(period, missing, now, session)
         return [event]
 
@@ -551,7 +555,17 @@ async def tick(now: datetime) -> None:
 
 
 async def run_timers() -> None:
-    await run_rounds(lambda: tick(datetime.now(UTC)), settings.timer_interval_s, "timer round", log)
+    # Replicas: leased (one replica runs both timers; ``shared.leases``). Idempotent as well:
+    # an escalation's id names its step and is re-checked in its transaction, a warning is
+    # re-checked against the last one issued in its transaction.
+    await run_leased_rounds(
+        service.db,
+        "activities-timers",
+        lambda: tick(datetime.now(UTC)),
+        settings.timer_interval_s,
+        "timer round",
+        log,
+    )
 
 
 service.background.append(run_timers)

@@ -302,7 +302,12 @@ async def mark(touched: Touched, session: AsyncClientSession) -> None:
 
 async def run_rescorer() -> None:
     """Rescore what handlers marked, in batches: while one batch is rescored, the marks of
-    the facts that arrive meanwhile gather into the next."""
+    the facts that arrive meanwhile gather into the next.
+
+    Replicas: idempotent by construction, no lease (each replica rescores what its own
+    handlers marked, at once): a rescoring takes its marks in its transaction, so two
+    replicas taking the same marks conflict and the one retried finds them gone; its
+    announcements are named after the mark's revision, the same for a retry."""
     await run_rounds(rescore_all_marked, settings.rescore_interval_s, "rescoring", log, wake=marked)
 
 

@@ -1,0 +1,188 @@
+"""A city month published while one thing at a time goes wrong; after each, what the
+services stored equals what they stored from the same month without faults: nothing lost,
+nothing counted twice, and every refusal back at its sender.
+
+The servers are the suite's own (``conftest``). Each scenario is a world of its own (a
+virtual host and databases); all publish the same month (same event ids and files)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.faults.conftest import ROWS
+from tests.faults.harness import Row, Servers, Township, World, compare, upload_month
+from tests.faults.month import CityMonth
+from tests.support import PrivateMongo, PrivateS3
+from wmsj import processes
+
+Fault = Callable[[World], Awaitable[float]]  # injects a fault; returns seconds to recover
+
+
+@dataclass
+class Outcome:
+    snapshot: dict[str, dict[str, Any]]
+    scores: bytes
+    refusals_missing: set[str]
+    recover_s: float
+    settle_s: float
+
+
+async def run_month(world: World, month: CityMonth, fault: Fault | None = None) -> Outcome:
+    """Start the world, publish the month (the fault struck halfway, while the rest is
+    published), wait until everything is handled, and read what the services stored."""
+    world.start()
+    try:
+        await asyncio.to_thread(upload_month, world, month)
+        recover = 0.0
+        async with Township(world.amqp_url) as township:
+            half = len(month.sends) // 2
+            for item in month.sends[:half]:
+                await township.send(item)
+            injected = asyncio.create_task(fault(world)) if fault else None
+            for item in month.sends[half:]:
+                await township.send(item)
+            if injected:
+                recover = await injected
+            settle = await world.settle()
+            missing = await township.wait_refusals({f.event_id for f in month.faulty})
+        return Outcome(world.snapshot(), world.score_table(), missing, recover, settle)
+    finally:
+        world.stop()
+
+
+def check(name: str, month: CityMonth, baseline: Outcome, outcome: Outcome, world: World) -> None:
+    diff = compare(baseline.snapshot, outcome.snapshot)
+    ROWS.append(
+        Row(
+            name,
+            len(month.sends),
+            diff.lost,
+            diff.doubled,
+            outcome.recover_s,
+            outcome.settle_s,
+            len(outcome.refusals_missing),
+            len(diff.changed),
+        )
+    )
+    examples = [
+        (
+            key,
+            baseline.snapshot[key.split("/")[0]][key.split("/", 1)[1]],
+            outcome.snapshot[key.split("/")[0]][key.split("/", 1)[1]],
+        )
+        for key in diff.changed[:2]
+    ]
+    assert (diff.lost, diff.doubled, diff.changed[:5]) == (0, 0, []), f"{examples}\n{world.logs()}"
+    assert outcome.refusals_missing == set()
+    assert outcome.scores == baseline.scores
+
+
+@pytest.fixture(scope="module")
+async def baseline(servers: tuple[Servers, PrivateMongo, PrivateS3], month: CityMonth) -> Outcome:
+    world = World(servers[0], "baseline")
+    outcome = await run_month(world, month)
+    ROWS.append(Row("none (the month without faults)", len(month.sends), 0, 0, 0.0, outcome.settle_s))
+    assert outcome.refusals_missing == set()
+    rows = outcome.snapshot["supervision.scores"]
+    assert rows and any(r["score"] > 0 for r in rows.values())  # a real month, really scored
+    return outcome
+
+
+async def _ready_after(world: World, started: float, names: list[str] | None = None) -> float:
+    await asyncio.to_thread(world.wait_ready, names)
+    return time.monotonic() - started
+
+
+async def test_two_replicas_of_every_service_score_the_month_byte_for_byte_as_one(
+    servers: tuple[Servers, PrivateMongo, PrivateS3], month: CityMonth, baseline: Outcome
+) -> None:
+    world = World(servers[0], "replicas", replicas=2)
+    outcome = await run_month(world, month)
+    check("none, 2 replicas of every service", month, baseline, outcome, world)
+
+
+async def test_each_service_killed_mid_batch_and_restarted(
+    servers: tuple[Servers, PrivateMongo, PrivateS3], month: CityMonth, baseline: Outcome
+) -> None:
+    for service in processes.SERVICES:
+
+        async def kill(world: World, service: str = service) -> float:
+            await asyncio.sleep(0.5)  # into the batch the first half started
+            started = time.monotonic()
+            world.kill9(service)
+            processes.start(world.layout, service, world.env)
+            return await _ready_after(world, started, [service])
+
+        world = World(servers[0], f"kill-{service}")
+        outcome = await run_month(world, month, kill)
+        check(f"kill -9 {service} mid-batch, restart", month, baseline, outcome, world)
+
+
+async def test_the_broker_restarted(
+    servers: tuple[Servers, PrivateMongo, PrivateS3],
+    month: CityMonth,
+    baseline: Outcome,
+    rabbit: Any,
+) -> None:
+    async def restart(world: World) -> float:
+        started = time.monotonic()
+        await asyncio.to_thread(rabbit.stop)
+        await asyncio.to_thread(rabbit.start)
+        return await _ready_after(world, started)
+
+    world = World(servers[0], "broker")
+    check("RabbitMQ node restarted", month, baseline, await run_month(world, month, restart), world)
+
+
+async def test_the_database_restarted(
+    servers: tuple[Servers, PrivateMongo, PrivateS3], month: CityMonth, baseline: Outcome
+) -> None:
+    mongo = servers[1]
+
+    async def restart(world: World) -> float:
+        started = time.monotonic()
+        await asyncio.to_thread(mongo.stop)
+        await asyncio.sleep(3)
+        await asyncio.to_thread(mongo.start)
+        return await _ready_after(world, started)
+
+    world = World(servers[0], "mongo")
+    check("MongoDB-wire server restarted", month, baseline, await run_month(world, month, restart), world)
+
+
+async def test_the_object_store_down_for_30_seconds(
+    servers: tuple[Servers, PrivateMongo, PrivateS3], month: CityMonth, baseline: Outcome
+) -> None:
+    s3 = servers[2]
+
+    async def outage(world: World) -> float:
+        await asyncio.to_thread(s3.stop)
+        await asyncio.sleep(30)
+        started = time.monotonic()
+        await asyncio.to_thread(s3.start)
+        return await _ready_after(world, started)
+
+    world = World(servers[0], "s3")
+    check("S3 down for 30 s", month, baseline, await run_month(world, month, outage), world)
+
+
+async def test_two_replicas_and_one_of_each_killed(
+    servers: tuple[Servers, PrivateMongo, PrivateS3], month: CityMonth, baseline: Outcome
+) -> None:
+    async def kill_one_of_each(world: World) -> float:
+        await asyncio.sleep(0.5)
+        started = time.monotonic()
+        for service in processes.SERVICES:
+            world.kill9(processes.instance_name(service, 1))  # the holder of the leases, most likely
+        # The survivors carry on alone: nothing waits for the killed ones to return.
+        return await _ready_after(world, started, [processes.instance_name(s, 2) for s in processes.SERVICES])
+
+    world = World(servers[0], "replica-killed", replicas=2)
+    outcome = await run_month(world, month, kill_one_of_each)
+    check("2 replicas each, one of each kill -9ed", month, baseline, outcome, world)
