@@ -18,6 +18,8 @@ from __future__ import annotations
 from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
 from faststream.rabbit.schemas import QueueType
 
+from shared.archive import archive_queue
+
 INGRESS = RabbitExchange(
     "wmsj.ingress",
     type=ExchangeType.TOPIC,
@@ -69,6 +71,7 @@ OFFICE_WARNINGS = _office_buffer("office.warnings")
 # Evidence the office must look at (fraud signals), activities whose evidence is complete,
 # and the office's own reviews as accepted.
 OFFICE_EVIDENCE = _office_buffer("office.evidence")
+ARCHIVE = archive_queue()
 
 BINDINGS: list[tuple[RabbitQueue, RabbitExchange, tuple[str, ...]]] = [
     (REGISTRY_INGRESS, INGRESS, ("wmsj.unit.registered.*", "wmsj.volunteer.registered.*")),
@@ -127,6 +130,8 @@ BINDINGS: list[tuple[RabbitQueue, RabbitExchange, tuple[str, ...]]] = [
     (ACTIVITIES_EVENTS, EVENTS, ("wmsj.unit.registered.*",)),
     # The office's early warnings: units falling behind, orders nobody accepted in time.
     (OFFICE_WARNINGS, EVENTS, ("wmsj.monthly-warning.issued.*", "wmsj.order.escalated.*")),
+    # The event archive (``shared.archive``): a stream of every accepted event.
+    (ARCHIVE, EVENTS, ("#",)),
 ]
 
 

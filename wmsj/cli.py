@@ -11,6 +11,7 @@ wmsj scores        print the score table of a month
 wmsj township add ID   create a township system's RabbitMQ user, permissions and reply queue
 wmsj import units|volunteers FILE   import a CSV/XLSX into the registry, print the row errors
 wmsj export units|volunteers FILE   export the registry to a .csv or .xlsx file
+wmsj replay SERVICE [--from TIME]   rebuild a service's database from the event archive
 """
 
 from __future__ import annotations
@@ -331,6 +332,23 @@ def cmd_scores(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from wmsj.replay import replay
+
+    since: datetime | str = "first"
+    if args.since:
+        since = datetime.fromisoformat(args.since)
+        since = since if since.tzinfo else since.replace(tzinfo=UTC)
+    into = args.into or f"replay_{datetime.now(UTC):%Y%m%d%H%M%S}_"
+    done = asyncio.run(replay(args.service, CommonSettings().amqp_url, into, since, args.idle))
+    print(f"{done.read} archived events read, {done.applied} applied, into database {done.database}")
+    for why, count in done.skipped.items():
+        print(f"  {count} skipped: {why}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="wmsj", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -379,6 +397,12 @@ def main(argv: list[str] | None = None) -> int:
     exp.add_argument("what", choices=["units", "volunteers"])
     exp.add_argument("file")
     exp.set_defaults(func=cmd_export)
+    rep = sub.add_parser("replay", help="rebuild a service's database from the event archive")
+    rep.add_argument("service", choices=["supervision", "activities"])
+    rep.add_argument("--from", dest="since", help="ISO time: replay events archived since then")
+    rep.add_argument("--into", help="database prefix of the fresh database (default replay_<time>_)")
+    rep.add_argument("--idle", type=float, default=3.0, help="seconds without events that end the archive")
+    rep.set_defaults(func=cmd_replay)
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result

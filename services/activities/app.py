@@ -121,6 +121,18 @@ service.documents_publishing(
     OrderRatingCountedEvent,
     MonthlyWarningEvent,
     EventRejectedEvent,
+    # Accepted statements kept by the event archive (``shared.archive``) only.
+    ActivityPublishedEvent,
+    ActivityCancelledEvent,
+    OrderPlacedEvent,
+    OrderDispatchedEvent,
+    OrderAnsweredEvent,
+    OrderRatedEvent,
+    VolunteerSignedUpEvent,
+    VolunteerWithdrewEvent,
+    VolunteerCheckedInEvent,
+    VolunteerCheckedOutEvent,
+    HoursSupplementedEvent,
 )
 ACCEPT_WITHIN = timedelta(hours=settings.order_accept_hours)
 
@@ -319,7 +331,8 @@ def _order(event: OrderPlacedEvent | OrderDispatchedEvent | OrderAnsweredEvent |
         if updated is None:
             return []
         await orders.put(updated, view(updated, ACCEPT_WITHIN), session)
-        return rating_changes(event, current, updated)
+        # The accepted statement too, for the event archive (``wmsj replay`` rebuilds from it).
+        return [service.accepted(event, subject=order_id), *rating_changes(event, current, updated)]
 
     return effect
 
@@ -410,10 +423,13 @@ def _attendance(
         if updated is None:
             return []
         await rosters.put(updated, session)
+        # The accepted statement too, for the event archive (``wmsj replay`` rebuilds from it).
+        accepted = service.accepted(event, subject=data.activity_id)
         if credit is None:
-            return []
+            return [accepted]
         hours, at, basis = credit
         return [
+            accepted,
             HoursCreditedEvent(
                 id=derived_id(event.key, "hours-credited"),
                 source=service.bus.source,
@@ -430,7 +446,7 @@ def _attendance(
                     credited_at=at,
                     basis=basis,  # type: ignore[arg-type]
                 ),
-            )
+            ),
         ]
 
     return effect
@@ -504,7 +520,14 @@ async def _escalate_once(order_id: str, now: datetime) -> OrderEscalatedEvent | 
             order_id=order_id, from_unit_id=due.from_unit_id, to_unit_id=due.to_unit_id, level=level
         ),
     )
-    done: list[OrderEscalatedEvent] = []
+    return event if await apply_escalation(event) else None
+
+
+async def apply_escalation(event: OrderEscalatedEvent) -> bool:
+    """Record an escalation step (the timer's, or an archived one ``wmsj replay`` restores);
+    False if the order was accepted or escalated meanwhile (the step changes nothing)."""
+    order_id, level = event.data.order_id, event.data.level
+    done: list[bool] = []
 
     async def effect(session: AsyncClientSession) -> list[CloudEvent[Any]]:
         done.clear()  # a retried transaction starts again
@@ -513,11 +536,11 @@ async def _escalate_once(order_id: str, now: datetime) -> OrderEscalatedEvent | 
         if updated is None or len(view(updated, ACCEPT_WITHIN).escalations) != level:
             return []  # accepted (or escalated) meanwhile: this step changes nothing
         await orders.put(updated, view(updated, ACCEPT_WITHIN), session)
-        done.append(event)
+        done.append(True)
         return [event]
 
     await service.process(event, effect)
-    return done[0] if done else None
+    return bool(done)
 
 
 async def issue_monthly_warning(period: str, now: datetime) -> MonthlyWarningEvent | None:
@@ -545,6 +568,16 @@ async def issue_monthly_warning(period: str, now: datetime) -> MonthlyWarningEve
 
     await service.process(event, effect)
     return event
+
+
+async def restore_warning(event: MonthlyWarningEvent) -> None:
+    """Keep an archived monthly warning as the last one issued (``wmsj replay``)."""
+
+    async def effect(session: AsyncClientSession) -> list[CloudEvent[Any]]:
+        await warnings.put(event.data.period, list(event.data.unit_ids), event.data.as_of, session)
+        return []
+
+    await service.process(event, effect)
 
 
 async def tick(now: datetime) -> None:

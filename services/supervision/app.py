@@ -69,7 +69,7 @@ rules = RuleSet.parse(settings.rules, (RULES_DIR / f"{settings.rules}.toml").rea
 facts = FactStore(service.db)
 scores = ScoreStore(service.db)
 rescoring = RescoreQueue(service.db)
-service.documents_publishing(ScoreUpdatedEvent, ScoreUpdatedV2Event)
+service.documents_publishing(ScoreUpdatedEvent, ScoreUpdatedV2Event, InspectionRecordedEvent)
 log = logging.getLogger("wmsj.supervision")
 
 FactEvent = Annotated[
@@ -145,7 +145,8 @@ async def record_inspection(event: InspectionRecordedEvent) -> bool:
         if before:  # a restatement may move the inspection to another unit or month
             touched[before["unit_id"]].add(before["period"])
         await mark(touched, session)
-        return []
+        # Re-published as accepted, for the event archive (``wmsj replay`` rebuilds from it).
+        return [service.accepted(event, data.unit_id)]
 
     if not await service.process(event, effect):
         return False

@@ -8,6 +8,9 @@ virtual host and databases); all publish the same month (same event ids and file
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -16,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.faults.conftest import ROWS
-from tests.faults.harness import Row, Servers, Township, World, compare, upload_month
+from tests.faults.harness import COMPARED, Row, Servers, Township, World, compare, upload_month
 from tests.faults.month import CityMonth
 from tests.support import PrivateMongo, PrivateS3
 from wmsj import processes
@@ -31,6 +34,7 @@ class Outcome:
     refusals_missing: set[str]
     recover_s: float
     settle_s: float
+    world: World
 
 
 async def run_month(world: World, month: CityMonth, fault: Fault | None = None) -> Outcome:
@@ -51,7 +55,7 @@ async def run_month(world: World, month: CityMonth, fault: Fault | None = None) 
                 recover = await injected
             settle = await world.settle()
             missing = await township.wait_refusals({f.event_id for f in month.faulty})
-        return Outcome(world.snapshot(), world.score_table(), missing, recover, settle)
+        return Outcome(world.snapshot(), world.score_table(), missing, recover, settle, world)
     finally:
         world.stop()
 
@@ -92,6 +96,29 @@ async def baseline(servers: tuple[Servers, PrivateMongo, PrivateS3], month: City
     rows = outcome.snapshot["supervision.scores"]
     assert rows and any(r["score"] > 0 for r in rows.values())  # a real month, really scored
     return outcome
+
+
+@pytest.mark.parametrize("service", ["supervision", "activities"])
+def test_a_service_rebuilt_from_the_event_archive_equals_the_live_one(
+    baseline: Outcome, service: str
+) -> None:
+    world = baseline.world
+    into = f"faults_replayed_{service}_"
+    done = subprocess.run(
+        [sys.executable, "-m", "wmsj.cli", "replay", service, "--into", into],
+        env={**os.environ, **world.env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    print(done.stdout)
+    live, rebuilt = world.snapshot(), world.snapshot(into)
+    for table in COMPARED[service]:
+        key = f"{service}.{table}"
+        assert rebuilt[key] == live[key], key
+    if service == "supervision":  # the score table, as the office reads it
+        assert rebuilt["supervision.scores"] and rebuilt["supervision.scores"] == live["supervision.scores"]
 
 
 async def _ready_after(world: World, started: float, names: list[str] | None = None) -> float:
