@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,11 +31,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def suite_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def suite_folder() -> Iterator[Path]:
     # Short: RabbitMQ's data paths and Unix socket paths must stay short.
     folder = Path(f"/var/tmp/wmsj-faults-{secrets.token_hex(3)}")
     folder.mkdir(parents=True)
-    return folder
+    yield folder
+    if os.environ.get("WMSJ_FAULTS_KEEP") != "1":  # kept on request, to read the logs
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -76,6 +76,7 @@ class World:
     servers: Servers
     name: str
     replicas: int = 1
+    overrides: dict[str, dict[str, str]] = field(default_factory=dict)
     layout: processes.Layout = field(init=False)
     env: dict[str, str] = field(init=False)
 
@@ -115,10 +116,15 @@ class World:
     def amqp_url(self) -> str:
         return self.env["WMSJ_AMQP_URL"].split(",")[0]
 
+    def env_of(self, name: str) -> dict[str, str]:
+        """An instance's environment: the world's, and what ``overrides`` say for it (on a
+        cluster, the order in which it tries the nodes)."""
+        return {**self.env, **self.overrides.get(name, {})}
+
     def start(self, names: list[str] | None = None) -> None:
         names = names or self.instances
         for name in names:
-            processes.start(self.layout, name, self.env)
+            processes.start(self.layout, name, self.env_of(name))
         self.wait_ready(names)
 
     def wait_ready(self, names: list[str] | None = None, timeout: float = 180) -> None:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +23,8 @@ import pytest
 from tests.faults.conftest import ROWS
 from tests.faults.harness import COMPARED, Row, Servers, Township, World, compare, upload_month
 from tests.faults.month import CityMonth
-from tests.support import PrivateMongo, PrivateS3
+from tests.faults.servers import RabbitNode
+from tests.support import PrivateMongo, PrivateS3, free_port
 from wmsj import processes
 
 Fault = Callable[[World], Awaitable[float]]  # injects a fault; returns seconds to recover
@@ -143,7 +146,7 @@ async def test_each_service_killed_mid_batch_and_restarted(
             await asyncio.sleep(0.5)  # into the batch the first half started
             started = time.monotonic()
             world.kill9(service)
-            processes.start(world.layout, service, world.env)
+            processes.start(world.layout, service, world.env_of(service))
             return await _ready_after(world, started, [service])
 
         world = World(servers[0], f"kill-{service}")
@@ -213,3 +216,62 @@ async def test_two_replicas_and_one_of_each_killed(
     world = World(servers[0], "replica-killed", replicas=2)
     outcome = await run_month(world, month, kill_one_of_each)
     check("2 replicas each, one of each kill -9ed", month, baseline, outcome, world)
+
+
+@pytest.fixture(scope="module")
+def cluster(suite_folder: Path) -> Iterator[list[RabbitNode]]:
+    """Three RabbitMQ nodes of the suite's own, clustered (quorum queues and the archive
+    stream are then replicated on all three)."""
+    tag = secrets.token_hex(2)
+    nodes = [
+        RabbitNode(suite_folder / f"cluster-{n}", f"faults{tag}c{n}", free_port(), free_port())
+        for n in (1, 2, 3)
+    ]
+    try:
+        for node in nodes:
+            node.start()
+        for node in nodes[1:]:
+            node.join(nodes[0])
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+async def test_a_cluster_node_stopped_mid_stream(
+    servers: tuple[Servers, PrivateMongo, PrivateS3],
+    cluster: list[RabbitNode],
+    month: CityMonth,
+    baseline: Outcome,
+) -> None:
+    first, second, third = cluster
+    on_cluster = Servers(
+        [first.url, second.url, third.url],
+        servers[0].mongo_url,
+        servers[0].s3_endpoint,
+        first.ctl,
+        servers[0].folder,
+    )
+
+    def nodes_from(*nodes: RabbitNode) -> dict[str, str]:
+        vhost = "faults-cluster"
+        return {"WMSJ_AMQP_URL": ",".join(f"{n.url}{vhost}" for n in nodes)}
+
+    # Three services reach the cluster through the node that is stopped; they must carry on
+    # through the others. The township publishes through the first node throughout.
+    overrides = {
+        "registry": nodes_from(third, first, second),
+        "activities": nodes_from(second, third, first),
+        "evidence": nodes_from(second, first, third),
+        "supervision": nodes_from(second, third, first),
+    }
+
+    async def stop_a_node(world: World) -> float:
+        await asyncio.sleep(0.5)
+        started = time.monotonic()
+        await asyncio.to_thread(second.stop)
+        return await _ready_after(world, started)
+
+    world = World(on_cluster, "cluster", overrides=overrides)
+    outcome = await run_month(world, month, stop_a_node)
+    check("3-node RabbitMQ cluster, one node stopped", month, baseline, outcome, world)
