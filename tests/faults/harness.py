@@ -141,8 +141,11 @@ class World:
         self.layout.pid_file(name).unlink()
 
     def stop(self) -> None:
-        for name in self.instances:
-            processes.stop(self.layout, name)
+        """Stop every instance, all at once (each by its pid)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(len(self.instances)) as pool:
+            list(pool.map(lambda name: processes.stop(self.layout, name), self.instances))
 
     def logs(self, tail: int = 2000) -> str:
         return "\n".join(
