@@ -15,8 +15,11 @@ message is kept for inspection and replay, never dropped and never redelivered f
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
 from faststream.rabbit.schemas import QueueType
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.archive import archive_queue
 
@@ -59,10 +62,23 @@ SUPERVISION_INGRESS = _service_queue("supervision.ingress")
 DEAD_LETTERS = RabbitQueue("wmsj.dead-letters", durable=True, queue_type=QueueType.QUORUM)
 
 
+class TopologySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WMSJ_", extra="ignore")
+
+    # A classic queue lives on one node: on a cluster, when that node stops, re-declaring it
+    # fails and the services cannot reconnect through the others. ``quorum`` on a cluster
+    # (deploy/compose.cluster.yml); ``classic`` where the office queues already exist as such
+    # (a queue's type cannot change; delete the empty queues to switch).
+    office_queue_type: Literal["classic", "quorum"] = "classic"
+
+
 # Buffers for the city office's systems. Bounded, oldest dropped first, so that an office
 # consumer that is switched off cannot fill the broker's disk; the API keeps the full history.
 def _office_buffer(name: str) -> RabbitQueue:
-    return RabbitQueue(name, durable=True, arguments={"x-max-length": 100_000, "x-overflow": "drop-head"})
+    bounded: dict[str, Any] = {"x-max-length": 100_000, "x-overflow": "drop-head"}
+    if TopologySettings().office_queue_type == "quorum":
+        return RabbitQueue(name, durable=True, queue_type=QueueType.QUORUM, arguments=bounded)  # type: ignore[call-overload]
+    return RabbitQueue(name, durable=True, arguments=bounded)  # type: ignore[call-overload]
 
 
 OFFICE_SCORES = _office_buffer("office.scores")

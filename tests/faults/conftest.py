@@ -43,7 +43,7 @@ def suite_folder() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def rabbit(suite_folder: Path) -> Iterator[RabbitNode]:
     if not rabbitmq_available():
-        pytest.skip("no rabbitmq-server or Erlang cookie on this machine")
+        pytest.skip("no rabbitmq-server on this machine (scripts/setup.sh installs it)")
     node = RabbitNode(suite_folder / "rabbit", f"faults{secrets.token_hex(2)}", free_port(), free_port())
     node.start()
     yield node

@@ -373,15 +373,15 @@ class Row:
 
     def line(self) -> str:
         return (
-            f"| {self.fault:<44} | {self.events:>6} | {self.lost:>4} | {self.doubled:>14} "
+            f"| {self.fault:<50} | {self.events:>6} | {self.lost:>4} | {self.doubled:>14} "
             f"| {self.recover_s:>15.1f} | {self.refusals_missing:>16} |"
         )
 
 
 TABLE_HEAD = (
-    "| fault                                        | events | lost | double-counted "
+    "| fault                                              | events | lost | double-counted "
     "| recover (s)     | refusals missing |\n"
-    "|----------------------------------------------|--------|------|----------------"
+    "|----------------------------------------------------|--------|------|----------------"
     "|-----------------|------------------|"
 )
 

@@ -5,13 +5,14 @@ servers are ``tests.support.PrivateMongo`` / ``PrivateS3``.
 Debian's ``rabbitmq-env.conf`` pins the node name and its ``rabbitmq.conf`` the 5672
 listener, so each node gets files of its own (``RABBITMQ_CONF_ENV_FILE``,
 ``RABBITMQ_CONFIG_FILE``), its own name, ports and data directories, and a ``HOME`` holding
-a copy of the system's Erlang cookie (``rabbitmqctl`` and the cluster's nodes must share it).
+an Erlang cookie of the suite's own: ``rabbitmqctl`` and the cluster's nodes share it, and
+neither the system's cookie (readable only by its owner) nor the system's node is needed.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
+import secrets
 import signal
 import subprocess
 import time
@@ -20,11 +21,11 @@ from pathlib import Path
 from tests.support import wait_port
 
 RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
-COOKIES = (Path("/var/lib/rabbitmq/.erlang.cookie"), Path.home() / ".erlang.cookie")
+COOKIE = secrets.token_hex(20)  # the suite's nodes', for this test process
 
 
 def rabbitmq_available() -> bool:
-    return (RABBIT_BIN / "rabbitmq-server").exists() and any(c.exists() for c in COOKIES)
+    return (RABBIT_BIN / "rabbitmq-server").exists()
 
 
 class RabbitNode:
@@ -43,8 +44,7 @@ class RabbitNode:
         home = self.folder / "home"
         if not (home / ".erlang.cookie").exists():
             home.mkdir(parents=True, exist_ok=True)
-            cookie = next(c for c in COOKIES if c.exists())
-            shutil.copy(cookie, home / ".erlang.cookie")
+            (home / ".erlang.cookie").write_text(COOKIE)
             os.chmod(home / ".erlang.cookie", 0o400)
         (self.folder / "rabbitmq.conf").write_text(
             f"listeners.tcp.1 = 127.0.0.1:{self.port}\nloopback_users = none\n"

@@ -115,10 +115,13 @@ def test_services_run_as_replicas_on_every_node_and_member(
     # Every variable is a setting the service reads.
     classes = _settings_classes(name)
     from shared.archive import ArchiveSettings
+    from shared.topology import TopologySettings
 
-    known = set().union(*(_env_names(cls) for cls in [*classes, ArchiveSettings]))
+    classes = [*classes, ArchiveSettings, TopologySettings]
+    known = set().union(*(_env_names(cls) for cls in classes))
     assert not {k for k in env if k.startswith("WMSJ_")} - known
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    for cls in [*classes, ArchiveSettings]:
+    for cls in classes:
         cls()
+    assert env["WMSJ_OFFICE_QUEUE_TYPE"] == "quorum"
