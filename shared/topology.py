@@ -22,6 +22,7 @@ from faststream.rabbit.schemas import QueueType
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.archive import archive_queue
+from shared.events import ALL_EVENTS
 
 INGRESS = RabbitExchange(
     "wmsj.ingress",
@@ -146,8 +147,10 @@ BINDINGS: list[tuple[RabbitQueue, RabbitExchange, tuple[str, ...]]] = [
     (ACTIVITIES_EVENTS, EVENTS, ("wmsj.unit.registered.*",)),
     # The office's early warnings: units falling behind, orders nobody accepted in time.
     (OFFICE_WARNINGS, EVENTS, ("wmsj.monthly-warning.issued.*", "wmsj.order.escalated.*")),
-    # The event archive (``shared.archive``): a stream of every accepted event.
-    (ARCHIVE, EVENTS, ("#",)),
+    # The event archive (``shared.archive``): a stream of every accepted event — of every
+    # type of the contract, by name, so that a publish of a type nobody knows still fails
+    # as unroutable instead of landing only in the archive.
+    (ARCHIVE, EVENTS, tuple(sorted(event.TYPE for event in ALL_EVENTS))),
 ]
 
 
