@@ -47,9 +47,9 @@ from shared.door import field_named_in
 from shared.events import CloudEvent, EventRejected, EventRejectedEvent, FieldError, derived_id, parse_event
 from shared.hold_rules import Awaited, outstayed, outstayed_reason
 from shared.identity import Publisher, reply_queue_for
+from shared.leases import run_leased_rounds
 from shared.messaging import InvalidEvent, retry_transient
 from shared.mongo import Document, Effect, Outgoing, Reply, stage
-from shared.rounds import run_rounds
 
 if TYPE_CHECKING:
     from shared.service import Service
@@ -276,8 +276,15 @@ class Holds:
         return refused
 
     async def run_sweeps(self) -> None:
-        await run_rounds(
-            lambda: self.sweep(datetime.now(UTC)), self.settings.hold_sweep_interval_s, "hold sweep", self.log
+        # Replicas: leased (one replica sweeps; ``shared.leases``). Idempotent as well: a
+        # release or refusal takes the held document in its transaction, so only one does.
+        await run_leased_rounds(
+            self.service.db,
+            f"{self.service.name}-hold-sweep",
+            lambda: self.sweep(datetime.now(UTC)),
+            self.settings.hold_sweep_interval_s,
+            "hold sweep",
+            self.log,
         )
 
     async def transaction(self, what: str, work: Callable[[AsyncClientSession], Awaitable[T]]) -> T:

@@ -56,6 +56,7 @@ from shared.events import (
     describe_errors,
     parse_event,
 )
+from shared.failover import amqp_urls, failover_class
 from shared.identity import Publisher, Unidentified, identify, publisher_of, reply_queue_for
 from shared.topology import DEAD_LETTER, DELIVERY_LIMIT, EVENTS, INGRESS
 
@@ -91,13 +92,17 @@ class InvalidEvent(Exception):
 
 
 def make_broker(amqp_url: str, service: str, prefetch: int) -> RabbitBroker:
-    return RabbitBroker(
-        amqp_url,
+    urls = amqp_urls(amqp_url)  # a cluster's nodes, comma-separated (``shared.failover``)
+    broker = RabbitBroker(
+        urls[0],
         app_id=service,
         default_channel=Channel(publisher_confirms=True, on_return_raises=True, prefetch_count=prefetch),
         client_properties={"connection_name": service},  # type: ignore[arg-type]
         logger=logging.getLogger(f"wmsj.{service}.broker"),
     )
+    if len(urls) > 1:
+        broker._connection_kwargs["connection_class"] = failover_class(urls)
+    return broker
 
 
 def event_decoder(

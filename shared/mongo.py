@@ -282,5 +282,9 @@ class Outbox:
 
     async def run_forever(self, interval: float = 1.0) -> None:
         """Relay whenever a handler wakes us, and every ``interval`` regardless: that also
-        catches entries whose handler crashed before waking us."""
+        catches entries whose handler crashed before waking us.
+
+        Replicas: idempotent by construction, no lease (every replica relays, so what its
+        handlers stored goes out at once): two relays may publish the same entry, a
+        duplicate with the same ``(source, id)`` that every consumer's inbox ignores."""
         await run_rounds(self.relay, interval, "outbox relay", log, wake=self._wake)

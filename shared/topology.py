@@ -17,10 +17,14 @@ whose handling failed is set aside there by the service, its body sealed (``shar
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
 from faststream.rabbit.schemas import QueueType
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.archive import archive_queue
+from shared.events import ALL_EVENTS
 
 INGRESS = RabbitExchange(
     "wmsj.ingress",
@@ -79,10 +83,23 @@ DEAD_LETTER_POLICY: dict[str, Any] = {
 }
 
 
+class TopologySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WMSJ_", extra="ignore")
+
+    # A classic queue lives on one node: on a cluster, when that node stops, re-declaring it
+    # fails and the services cannot reconnect through the others. ``quorum`` on a cluster
+    # (deploy/compose.cluster.yml); ``classic`` where the office queues already exist as such
+    # (a queue's type cannot change; delete the empty queues to switch).
+    office_queue_type: Literal["classic", "quorum"] = "classic"
+
+
 # Buffers for the city office's systems. Bounded, oldest dropped first, so that an office
 # consumer that is switched off cannot fill the broker's disk; the API keeps the full history.
 def _office_buffer(name: str) -> RabbitQueue:
-    return RabbitQueue(name, durable=True, arguments={"x-max-length": 100_000, "x-overflow": "drop-head"})
+    bounded: dict[str, Any] = {"x-max-length": 100_000, "x-overflow": "drop-head"}
+    if TopologySettings().office_queue_type == "quorum":
+        return RabbitQueue(name, durable=True, queue_type=QueueType.QUORUM, arguments=bounded)  # type: ignore[call-overload]
+    return RabbitQueue(name, durable=True, arguments=bounded)  # type: ignore[call-overload]
 
 
 OFFICE_SCORES = _office_buffer("office.scores")
@@ -91,6 +108,7 @@ OFFICE_WARNINGS = _office_buffer("office.warnings")
 # Evidence the office must look at (fraud signals), activities whose evidence is complete,
 # and the office's own reviews as accepted.
 OFFICE_EVIDENCE = _office_buffer("office.evidence")
+ARCHIVE = archive_queue()
 
 BINDINGS: list[tuple[RabbitQueue, RabbitExchange, tuple[str, ...]]] = [
     (REGISTRY_INGRESS, INGRESS, ("wmsj.unit.registered.*", "wmsj.volunteer.registered.*")),
@@ -155,6 +173,10 @@ BINDINGS: list[tuple[RabbitQueue, RabbitExchange, tuple[str, ...]]] = [
     ),
     # The office's early warnings: units falling behind, orders nobody accepted in time.
     (OFFICE_WARNINGS, EVENTS, ("wmsj.monthly-warning.issued.*", "wmsj.order.escalated.*")),
+    # The event archive (``shared.archive``): a stream of every accepted event — of every
+    # type of the contract, by name, so that a publish of a type nobody knows still fails
+    # as unroutable instead of landing only in the archive.
+    (ARCHIVE, EVENTS, tuple(sorted(event.TYPE for event in ALL_EVENTS))),
 ]
 
 

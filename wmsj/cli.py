@@ -1,6 +1,7 @@
 """``wmsj``: run the platform on one machine and talk to it as a township or the office would.
 
 wmsj up            start the servers (RabbitMQ, MongoDB-wire, S3) and the four services
+                   (--replicas N: N instances of each)
 wmsj status        health of each service
 wmsj down          stop the four services (--infra: the servers too)
 wmsj demo          publish a month from three townships, print the score table
@@ -11,6 +12,7 @@ wmsj township add|rotate|show|list|revoke ID   township systems' identities (man
 wmsj backup DIR / wmsj restore DIR   every database, the evidence bucket, the broker's definitions
 wmsj import units|volunteers FILE   import a CSV/XLSX into the registry, print the row errors
 wmsj export units|volunteers FILE   export the registry to a .csv or .xlsx file
+wmsj replay SERVICE [--from TIME]   rebuild a service's database from the event archive
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def _print_health(layout: processes.Layout) -> bool:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    layout = processes.Layout.default()
+    layout = processes.Layout.default(getattr(args, "replicas", 1))
     if not args.no_infra:
         subprocess.run(["bash", str(processes.ROOT / "scripts" / "services.sh"), "start"], check=True)
     for name in layout.ports:
@@ -69,7 +71,7 @@ def cmd_status(_: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     layout = processes.Layout.default()
-    for name in layout.ports:
+    for name in sorted(set(layout.ports) | set(layout.running())):
         print(f"  {name:<12} {'stopped' if processes.stop(layout, name) else 'was not running'}")
     if args.infra:
         subprocess.run(["bash", str(processes.ROOT / "scripts" / "services.sh"), "stop"], check=True)
@@ -393,6 +395,23 @@ def cmd_scores(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from wmsj.replay import replay
+
+    since: datetime | str = "first"
+    if args.since:
+        since = datetime.fromisoformat(args.since)
+        since = since if since.tzinfo else since.replace(tzinfo=UTC)
+    into = args.into or f"replay_{datetime.now(UTC):%Y%m%d%H%M%S}_"
+    done = asyncio.run(replay(args.service, CommonSettings().amqp_url, into, since, args.idle))
+    print(f"{done.read} archived events read, {done.applied} applied, into database {done.database}")
+    for why, count in done.skipped.items():
+        print(f"  {count} skipped: {why}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="wmsj", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -401,6 +420,9 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="start servers and services")
     up.add_argument("--no-infra", action="store_true", help="do not start RabbitMQ/MongoDB/S3")
     up.add_argument("--timeout", type=float, default=90)
+    up.add_argument(
+        "--replicas", type=int, default=1, help="instances of each service (replica k on port + 100·(k-1))"
+    )
     up.set_defaults(func=cmd_up)
     sub.add_parser("status", help="health of the services").set_defaults(func=cmd_status)
     down = sub.add_parser("down", help="stop the services")
@@ -463,6 +485,12 @@ def main(argv: list[str] | None = None) -> int:
     exp.add_argument("what", choices=["units", "volunteers"])
     exp.add_argument("file")
     exp.set_defaults(func=cmd_export)
+    rep = sub.add_parser("replay", help="rebuild a service's database from the event archive")
+    rep.add_argument("service", choices=["supervision", "activities"])
+    rep.add_argument("--from", dest="since", help="ISO time: replay events archived since then")
+    rep.add_argument("--into", help="database prefix of the fresh database (default replay_<time>_)")
+    rep.add_argument("--idle", type=float, default=3.0, help="seconds without events that end the archive")
+    rep.set_defaults(func=cmd_replay)
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result

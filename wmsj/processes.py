@@ -15,6 +15,27 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = {"registry": 8001, "activities": 8002, "evidence": 8003, "supervision": 8004}
+# Replica k (from 2) of a service is the instance "<service>-k", on its port + 100·(k-1).
+REPLICA_PORT_STEP = 100
+
+
+def instance_name(service: str, replica: int) -> str:
+    return service if replica == 1 else f"{service}-{replica}"
+
+
+def service_of(instance: str) -> str:
+    """The service an instance runs: ``activities-2`` runs ``activities``."""
+    return instance.split("-", 1)[0]
+
+
+def replica_ports(base: dict[str, int], replicas: int) -> dict[str, int]:
+    """HTTP ports for ``replicas`` instances of each service (the APIs are stateless: any
+    instance answers for the service)."""
+    return {
+        instance_name(name, k): port + REPLICA_PORT_STEP * (k - 1)
+        for k in range(1, replicas + 1)
+        for name, port in base.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -25,8 +46,13 @@ class Layout:
     ports: dict[str, int]
 
     @classmethod
-    def default(cls) -> Layout:
-        return cls(Path(os.environ.get("WMSJ_STATE_DIR", ROOT / "var")), dict(SERVICES))
+    def default(cls, replicas: int = 1) -> Layout:
+        return cls(Path(os.environ.get("WMSJ_STATE_DIR", ROOT / "var")), replica_ports(SERVICES, replicas))
+
+    def running(self) -> list[str]:
+        """The instances with a pid file, whatever ``--replicas`` started them."""
+        folder = self.state_dir / "run"
+        return sorted(p.stem for p in folder.glob("*.pid")) if folder.exists() else []
 
     def pid_file(self, name: str) -> Path:
         return self.state_dir / "run" / f"{name}.pid"
@@ -45,7 +71,8 @@ def _pid(layout: Layout, name: str) -> int | None:
 
 
 def start(layout: Layout, name: str, env: dict[str, str] | None = None) -> int:
-    """Start one service unless it is already running; returns its pid."""
+    """Start one service instance (``activities``, or replica ``activities-2``) unless it is
+    already running; returns its pid."""
     if pid := _pid(layout, name):
         return pid
     for folder in ("run", "log"):
@@ -53,7 +80,7 @@ def start(layout: Layout, name: str, env: dict[str, str] | None = None) -> int:
     full_env = {**os.environ, "WMSJ_HTTP_PORT": str(layout.ports[name]), **(env or {})}
     with layout.log_file(name).open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", f"services.{name}"],
+            [sys.executable, "-m", f"services.{service_of(name)}"],
             cwd=ROOT,
             env=full_env,
             stdout=log,

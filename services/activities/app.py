@@ -115,9 +115,9 @@ from shared.events.activities import (
 from shared.events.units import VolunteerEnrolledEvent
 from shared.holds import Awaited, Held, Holds
 from shared.identity import Publisher, owning_township, publisher_of, reply_queue, township_user
+from shared.leases import run_leased_rounds
 from shared.messaging import InvalidEvent, retry_transient
 from shared.mongo import Outgoing, Reply
-from shared.rounds import run_rounds
 from shared.service import Service
 from shared.topology import ACTIVITIES_EVENTS, ACTIVITIES_INGRESS
 
@@ -143,6 +143,18 @@ service.documents_publishing(
     OrderRatingCountedEvent,
     MonthlyWarningEvent,
     EventRejectedEvent,
+    # Accepted statements kept by the event archive (``shared.archive``) only.
+    ActivityPublishedEvent,
+    ActivityCancelledEvent,
+    OrderPlacedEvent,
+    OrderDispatchedEvent,
+    OrderAnsweredEvent,
+    OrderRatedEvent,
+    VolunteerSignedUpEvent,
+    VolunteerWithdrewEvent,
+    VolunteerCheckedInEvent,
+    VolunteerCheckedOutEvent,
+    HoursSupplementedEvent,
 )
 ACCEPT_WITHIN = timedelta(hours=settings.order_accept_hours)
 
@@ -433,7 +445,8 @@ def _order(
             updated, who.township_id, await _claimant_unit(who, next(iter(named), None), session)
         )
         await orders.put(updated, view(updated, ACCEPT_WITHIN), session)
-        return rating_changes(event, current, updated)
+        # The accepted statement too, for the event archive (``wmsj replay`` rebuilds from it).
+        return [service.accepted(event, subject=order_id), *rating_changes(event, current, updated)]
 
     return effect
 
@@ -551,10 +564,13 @@ def _attendance(
             updated, who.township_id, await _claimant_unit(who, data.unit_id, session)
         )
         await rosters.put(updated, session)
+        # The accepted statement too, for the event archive (``wmsj replay`` rebuilds from it).
+        accepted = service.accepted(event, subject=data.activity_id)
         if credit is None:
-            return []
+            return [accepted]
         hours, at, basis = credit
         return [
+            accepted,
             HoursCreditedEvent(
                 id=derived_id(event.key, "hours-credited"),
                 source=service.bus.source,
@@ -571,7 +587,7 @@ def _attendance(
                     credited_at=at,
                     basis=basis,  # type: ignore[arg-type]
                 ),
-            )
+            ),
         ]
 
     return effect
@@ -679,7 +695,14 @@ async def _escalate_once(order_id: str, now: datetime) -> OrderEscalatedEvent | 
             order_id=order_id, from_unit_id=due.from_unit_id, to_unit_id=due.to_unit_id, level=level
         ),
     )
-    done: list[OrderEscalatedEvent] = []
+    return event if await apply_escalation(event) else None
+
+
+async def apply_escalation(event: OrderEscalatedEvent) -> bool:
+    """Record an escalation step (the timer's, or an archived one ``wmsj replay`` restores);
+    False if the order was accepted or escalated meanwhile (the step changes nothing)."""
+    order_id, level = event.data.order_id, event.data.level
+    done: list[bool] = []
 
     async def effect(session: AsyncClientSession) -> list[CloudEvent[Any]]:
         done.clear()  # a retried transaction starts again
@@ -688,11 +711,11 @@ async def _escalate_once(order_id: str, now: datetime) -> OrderEscalatedEvent | 
         if updated is None or len(view(updated, ACCEPT_WITHIN).escalations) != level:
             return []  # accepted (or escalated) meanwhile: this step changes nothing
         await orders.put(updated, view(updated, ACCEPT_WITHIN), session)
-        done.append(event)
+        done.append(True)
         return [event]
 
     await service.process(event, effect)
-    return done[0] if done else None
+    return bool(done)
 
 
 async def issue_monthly_warning(period: str, now: datetime) -> MonthlyWarningEvent | None:
@@ -734,11 +757,25 @@ async def issue_monthly_warning(period: str, now: datetime) -> MonthlyWarningEve
     ]
 
     async def effect(session: AsyncClientSession) -> list[Outgoing]:
+        # Looked at again in the transaction: two rounds at once (a timer paused beyond its
+        # lease beside its successor) issue the list once; their writes conflict.
+        if await warnings.last(period, session) == missing:
+            return []
         await warnings.put(period, missing, now, session)
         return [event, *replies]
 
     await service.process(event, effect)
     return event
+
+
+async def restore_warning(event: MonthlyWarningEvent) -> None:
+    """Keep an archived monthly warning as the last one issued (``wmsj replay``)."""
+
+    async def effect(session: AsyncClientSession) -> list[CloudEvent[Any]]:
+        await warnings.put(event.data.period, list(event.data.unit_ids), event.data.as_of, session)
+        return []
+
+    await service.process(event, effect)
 
 
 async def tick(now: datetime) -> None:
@@ -749,7 +786,17 @@ async def tick(now: datetime) -> None:
 
 
 async def run_timers() -> None:
-    await run_rounds(lambda: tick(datetime.now(UTC)), settings.timer_interval_s, "timer round", log)
+    # Replicas: leased (one replica runs both timers; ``shared.leases``). Idempotent as well:
+    # an escalation's id names its step and is re-checked in its transaction, a warning is
+    # re-checked against the last one issued in its transaction.
+    await run_leased_rounds(
+        service.db,
+        "activities-timers",
+        lambda: tick(datetime.now(UTC)),
+        settings.timer_interval_s,
+        "timer round",
+        log,
+    )
 
 
 service.background.append(run_timers)

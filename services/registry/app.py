@@ -63,11 +63,11 @@ from shared.events.units import (
     VolunteerRegisteredEvent,
 )
 from shared.identity import Publisher, Unidentified, identify, publisher_of
+from shared.leases import run_leased_rounds
 from shared.messaging import InvalidEvent
 from shared.mongo import Effect, Outgoing, Reply, stage
 from shared.onboarding import BrokerAdmin
 from shared.pii import vault
-from shared.rounds import run_rounds
 from shared.service import Service
 from shared.topology import REGISTRY_EVENTS, REGISTRY_INGRESS, REGISTRY_UNROUTED
 
@@ -424,8 +424,15 @@ async def _expire(waited_for: str, entry: dict[str, Any], reason: str) -> bool:
 
 
 async def run_hold_sweeps() -> None:
-    await run_rounds(
-        lambda: expire_held(datetime.now(UTC)), settings.hold_sweep_interval_s, "hold sweep", log
+    # Replicas: leased (one replica sweeps; ``shared.leases``). Idempotent as well: each
+    # refusal first takes its statement off the waiting list in its transaction.
+    await run_leased_rounds(
+        service.db,
+        "registry-hold-sweep",
+        lambda: expire_held(datetime.now(UTC)),
+        settings.hold_sweep_interval_s,
+        "hold sweep",
+        log,
     )
 
 

@@ -72,7 +72,7 @@ facts = FactStore(service.db)
 scores = ScoreStore(service.db)
 rescoring = RescoreQueue(service.db)
 service.metrics.gauge("rescoring", lambda: service.db.to_rescore.count_documents({}))
-service.documents_publishing(ScoreUpdatedEvent, ScoreUpdatedV2Event)
+service.documents_publishing(ScoreUpdatedEvent, ScoreUpdatedV2Event, InspectionRecordedEvent)
 log = logging.getLogger("wmsj.supervision")
 
 FactEvent = Annotated[
@@ -148,7 +148,8 @@ async def record_inspection(event: InspectionRecordedEvent) -> bool:
         if before:  # a restatement may move the inspection to another unit or month
             touched[before["unit_id"]].add(before["period"])
         await mark(touched, session)
-        return []
+        # Re-published as accepted, for the event archive (``wmsj replay`` rebuilds from it).
+        return [service.accepted(event, data.unit_id)]
 
     if not await service.process(event, effect):
         return False
@@ -316,7 +317,12 @@ async def mark(touched: Touched, session: AsyncClientSession) -> None:
 
 async def run_rescorer() -> None:
     """Rescore what handlers marked, in batches: while one batch is rescored, the marks of
-    the facts that arrive meanwhile gather into the next."""
+    the facts that arrive meanwhile gather into the next.
+
+    Replicas: idempotent by construction, no lease (each replica rescores what its own
+    handlers marked, at once): a rescoring takes its marks in its transaction, so two
+    replicas taking the same marks conflict and the one retried finds them gone; its
+    announcements are named after the mark's revision, the same for a retry."""
     await run_rounds(rescore_all_marked, settings.rescore_interval_s, "rescoring", log, wake=marked)
 
 

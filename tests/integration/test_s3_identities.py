@@ -29,7 +29,6 @@ from shared.settings import S3Settings
 from tests.unit.test_compose import COMPOSE_FILE, ENV_EXAMPLE, interpolate_tree, read_env_file
 
 WEED = Path(os.environ.get("SVC_HOME", "/var/tmp/project-services")) / "venv-s3" / "bin" / "weed"
-pytestmark = pytest.mark.skipif(not (WEED.exists() or shutil.which("weed")), reason="no SeaweedFS binary")
 
 
 def _free_port() -> int:
