@@ -73,10 +73,12 @@ class Publisher:
         """Why this publisher may not publish about ``unit_id`` (in ``owning_township``), or None."""
         if self.is_office or owning_township == self.township_id:
             return None
-        where = f"township {owning_township}" if owning_township else "no township (city level)"
+        # Another township's unit is "not in it": the refusal names nothing of the other
+        # township (whose the unit is, is the other's business).
+        where = "is not in it" if owning_township else "is in no township (city level)"
         return (
             f"township {self.township_id} may only publish about units in its own subtree; "
-            f"unit {unit_id} is in {where}"
+            f"unit {unit_id} {where}"
         )
 
     @property

@@ -97,8 +97,8 @@ async def test_townships_register_their_brigades_under_the_citys_general_team_an
     by_id = {r.rejected_id: r for r in await town_a.wait_for_rejections(3, timeout=60)}
     scope = f"township {a} may only publish about units in its own subtree; unit"
     assert {i: (r.reason, r.rejected_by) for i, r in by_id.items()} == {
-        intruding.id: (f"{scope} {b}-FD1 is in township {b}", "activities"),
-        claim.id: (f"{scope} {a}-DD2 is in township {b}", "registry"),
+        intruding.id: (f"{scope} {b}-FD1 is not in it", "activities"),
+        claim.id: (f"{scope} {a}-DD2 is not in it", "registry"),
         city_level.id: (f"{scope} {a}-DD3 is in no township (city level)", "registry"),
     }
     assert await apps["activities"].activities.get(intruding.data.activity_id) is None

@@ -122,10 +122,10 @@ async def test_township_a_cannot_publish_about_a_unit_of_township_b(
     rejections = await town_a.wait_for_rejections(2, timeout=30)
     by_id = {r.rejected_id: r for r in rejections}
     assert by_id[hijack.id].reason == (
-        f"township {a} may only publish about units in its own subtree; unit {village_b} is in township {b}"
+        f"township {a} may only publish about units in its own subtree; unit {village_b} is not in it"
     )
     assert by_id[intruder.id].reason == (
-        f"township {a} may only publish about units in its own subtree; unit {b}-S is in township {b}"
+        f"township {a} may only publish about units in its own subtree; unit {b}-S is not in it"
     )
     assert by_id[hijack.id].rejected_by == "registry"
     # The registry is unchanged, and B's subtree has no intruder.
@@ -284,7 +284,7 @@ async def test_a_township_cannot_register_a_volunteer_with_another_townships_uni
     await town_a.publish(volunteer)
     [rejection] = await town_a.wait_for_rejections(1, timeout=30)
     assert rejection.reason == (
-        f"township {a} may only publish about units in its own subtree; unit {b}201 is in township {b}"
+        f"township {a} may only publish about units in its own subtree; unit {b}201 is not in it"
     )
     assert await apps["registry"].units.volunteer(volunteer.data.volunteer_id) is None
 
@@ -408,7 +408,7 @@ async def test_township_a_cannot_write_activities_attendance_or_evidence_about_t
         await town_a.publish(event)
 
     by_id = {r.rejected_id: r for r in await town_a.wait_for_rejections(3, timeout=60)}
-    scope = f"township {a} may only publish about units in its own subtree; unit {b}201 is in township {b}"
+    scope = f"township {a} may only publish about units in its own subtree; unit {b}201 is not in it"
     # An id B's township owns (its activity, though the office stated it) is refused before the
     # unit scope, naming nothing of B.
     not_yours = f"activity {b_activity} is another township's: choose an id of your own"

@@ -426,8 +426,7 @@ def test_a_township_may_publish_only_about_its_own_subtree():
     township = Publisher("township-431381101", "431381101")
     assert township.may_not_publish_about("431381101201", "431381101") is None
     assert township.may_not_publish_about("431381103201", "431381103") == (
-        "township 431381101 may only publish about units in its own subtree; unit 431381103201 is in "
-        "township 431381103"
+        "township 431381101 may only publish about units in its own subtree; unit 431381103201 is not in it"
     )
     assert "no township (city level)" in (township.may_not_publish_about("431381", None) or "")
     assert Publisher("guest", None).may_not_publish_about("431381103201", "431381103") is None
