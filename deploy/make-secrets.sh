@@ -16,10 +16,16 @@ set -a
 # shellcheck disable=SC1090
 . "$env_file"
 set +a
-umask 077
+# The directory keeps the host's other users out (mode 700); the files are mode 644 because
+# a compose secret from a file is a bind mount with the host's owner and mode, and each
+# container's own user (e.g. the services' uid 10001) must read its secrets.
 mkdir -p "$out"
+chmod 700 "$out"
 
-put() { printf '%s' "$2" > "$out/$1"; }
+put() {
+    printf '%s' "$2" > "$out/$1"
+    chmod 644 "$out/$1"
+}
 
 mongo_query='?replicaSet=rs0&authSource=admin'
 

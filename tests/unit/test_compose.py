@@ -448,8 +448,11 @@ def test_make_secrets_writes_every_declared_file_but_the_metrics_key(
 ) -> None:
     written = {path.name for path in example_secrets.iterdir()}
     assert written == set(raw_compose["secrets"]) - {"metrics_key"}
+    # Only the deploying user enters the directory; the containers' users read the files
+    # (bind mounts keep the host's owner and mode).
+    assert example_secrets.stat().st_mode & 0o777 == 0o700
     for path in example_secrets.iterdir():
-        assert path.stat().st_mode & 0o077 == 0, f"{path.name}: only its owner may read it"
+        assert path.stat().st_mode & 0o777 == 0o644, path.name
         assert not path.read_text(encoding="utf-8").endswith("\n")
 
 
