@@ -147,7 +147,10 @@ async def test_a_township_event_and_the_score_it_changed_are_one_trace(
         for s in spans.get_finished_spans()
         if s.context is not None and f"{s.context.trace_id:032x}" == trace_id
     }
-    (publication,) = [s for s in in_trace.values() if s.name == "supervision publish wmsj.score.updated"]
+    # The score events name as their parent one span, the publication, in that trace.
+    (parent_id,) = {int((e.model_extra or {})["traceparent"].split("-")[2], 16) for e in found}
+    publication = in_trace[parent_id]
+    assert publication.name == "supervision publish wmsj.score.updated"
     assert publication.attributes is not None and publication.attributes["wmsj.unit_id"] == town
     # Its parent is supervision's handling of the accepted fact, itself under activities'.
     assert publication.parent is not None
@@ -157,6 +160,3 @@ async def test_a_township_event_and_the_score_it_changed_are_one_trace(
         "township publishes",
         f"activities handle {ActivityCompletedEvent.TYPE}",
     }
-    # The score events name that span as their parent.
-    for event in found:
-        assert (event.model_extra or {})["traceparent"].split("-")[2] == f"{publication.context.span_id:016x}"
