@@ -17,7 +17,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from faststream import BaseMiddleware
@@ -74,6 +75,24 @@ def traced_outgoing(items: Sequence[Any], traceparent: str | None = None) -> lis
         else:
             out.append(item)
     return out
+
+
+@contextmanager
+def continued(
+    name: str, traceparent: str | None, links: Sequence[str | None] = (), **attributes: str
+) -> Iterator[str | None]:
+    """A span continuing ``traceparent`` (a trace stored earlier, e.g. with a mark), linked to
+    the other stored traces in ``links``; yields its own traceparent, for what it stores."""
+    parent = _PROPAGATOR.extract({"traceparent": traceparent}) if traceparent else context.Context()
+    linked = []
+    for other in dict.fromkeys(link for link in links if link and link != traceparent):
+        span_context = trace.get_current_span(_PROPAGATOR.extract({"traceparent": other})).get_span_context()
+        if span_context.is_valid:
+            linked.append(trace.Link(span_context))
+    with tracer.start_as_current_span(
+        name, context=parent, kind=trace.SpanKind.PRODUCER, links=linked, attributes=attributes
+    ):
+        yield current_traceparent()
 
 
 def _traceparent_in(body: bytes) -> str | None:

@@ -16,7 +16,7 @@ import asyncio
 import logging
 from collections import defaultdict
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import FastAPI
 from faststream.rabbit.annotations import RabbitMessage
@@ -64,6 +64,7 @@ from shared.mongo import stage
 from shared.rounds import run_rounds
 from shared.service import Service
 from shared.topology import SUPERVISION_EVENTS, SUPERVISION_INGRESS
+from shared.tracing import continued, current_traceparent, with_traceparent
 
 settings = SupervisionSettings()
 service = Service("supervision", settings)
@@ -108,9 +109,11 @@ Touched = dict[str, set[str]]  # unit -> months whose scores a fact may change
 async def on_fact(event: FactEvent) -> None:
     """An accepted fact about a unit, an activity, its evidence, its 四单 ratings, or the key
     project list: kept, and the months it touches marked for the rescorer."""
+    # Taken here, in the handler's span: the batch runs the effect in its own task.
+    traceparent = current_traceparent()
 
     async def effect(session: AsyncClientSession) -> list[CloudEvent]:
-        await mark(await record_fact(event, session), session)
+        await mark(await record_fact(event, session), session, traceparent)
         return []
 
     if await service.process(event, effect):
@@ -136,6 +139,7 @@ async def record_inspection(event: InspectionRecordedEvent) -> bool:
     once). False if it was already handled."""
     check_inspection(event)
     touched: Touched = defaultdict(set)
+    traceparent = current_traceparent()
 
     async def effect(session: AsyncClientSession) -> list[CloudEvent]:
         data = event.data
@@ -147,7 +151,7 @@ async def record_inspection(event: InspectionRecordedEvent) -> bool:
         touched[data.unit_id].add(data.period)
         if before:  # a restatement may move the inspection to another unit or month
             touched[before["unit_id"]].add(before["period"])
-        await mark(touched, session)
+        await mark(touched, session, traceparent)
         # Re-published as accepted, for the event archive (``wmsj replay`` rebuilds from it).
         return [service.accepted(event, data.unit_id)]
 
@@ -305,14 +309,16 @@ def mark_id(unit_id: str, year: str) -> str:
     return f"{unit_id}|{year}"
 
 
-async def mark(touched: Touched, session: AsyncClientSession) -> None:
+async def mark(touched: Touched, session: AsyncClientSession, traceparent: str | None) -> None:
+    """Mark the months ``touched``, with the trace of the fact (``traceparent``): the
+    rescoring's announcements continue it (``rescore_marked``)."""
     now = datetime.now(UTC)
     for unit_id in sorted(touched):
         by_year: dict[str, set[str]] = defaultdict(set)
         for month in touched[unit_id]:
             by_year[month[:4]].add(month)
         for year in sorted(by_year):
-            await rescoring.mark(unit_id, year, by_year[year], now, session)
+            await rescoring.mark(unit_id, year, by_year[year], now, session, traceparent)
 
 
 async def run_rescorer() -> None:
@@ -351,10 +357,15 @@ async def rescore_marked(ids: list[str]) -> int:
         for m in marks:
             by_year[m["year"]][m["unit_id"]] = set(m["months"])
             cause[m["_id"]] = f"rescore|{m['_id']}|{m['created']}|{m['revision']}"
-        announcements: list[CloudEvent] = []
+        changed: dict[str, list[CloudEvent]] = defaultdict(list)
         for year in sorted(by_year):
             for score in await rescore_units(year, by_year[year], now, session):
-                announcements += score_updates(cause[mark_id(score.unit_id, year)], score, now)
+                key = mark_id(score.unit_id, year)
+                changed[key] += score_updates(cause[key], score, now)
+        announcements: list[CloudEvent] = []
+        for m in marks:
+            if changed[m["_id"]]:
+                announcements += traced_announcements(m, changed[m["_id"]])
         await stage(service.db, announcements, session)
         return len(marks)
 
@@ -404,6 +415,20 @@ async def rescore_units(
             for p in sorted(new)
         ]
     return await scores.put_many(new_and_kept, now, session)
+
+
+def traced_announcements(mark: dict[str, Any], announcements: list[CloudEvent]) -> list[CloudEvent]:
+    """A mark's announcements in the trace of the latest fact that marked it (the last cause
+    of the new score): a span, child of that fact's handling, linked to the first fact's
+    trace (the facts between are not linked), so a township's event and the ``score
+    updated`` it caused are one trace."""
+    with continued(
+        "supervision publish wmsj.score.updated",
+        mark.get("traceparent"),
+        links=[mark.get("first_traceparent")],
+        **{"wmsj.unit_id": mark["unit_id"], "wmsj.year": mark["year"]},
+    ) as traceparent:
+        return [with_traceparent(event, traceparent) for event in announcements]
 
 
 def score_updates(cause_key: str, score: Score, now: datetime) -> list[CloudEvent]:

@@ -520,13 +520,31 @@ class RescoreQueue:
     async def ensure_indexes(self) -> None:
         await self.marks.create_index("since")
 
-    async def mark(self, unit_id: str, year: str, months: set[str], at: datetime, session: Session) -> None:
+    async def mark(
+        self,
+        unit_id: str,
+        year: str,
+        months: set[str],
+        at: datetime,
+        session: Session,
+        traceparent: str | None = None,
+    ) -> None:
+        """Mark the months; ``traceparent`` is the trace of the fact that marked them: the
+        rescoring continues the latest fact's trace (``traceparent``) and links to the
+        first's (``first_traceparent``)."""
         await self.marks.update_one(
             {"_id": f"{unit_id}|{year}"},
             {
                 "$addToSet": {"months": {"$each": sorted(months)}},
                 "$inc": {"revision": 1},
-                "$setOnInsert": {"unit_id": unit_id, "year": year, "since": at, "created": uuid4().hex},
+                "$setOnInsert": {
+                    "unit_id": unit_id,
+                    "year": year,
+                    "since": at,
+                    "created": uuid4().hex,
+                    **({"first_traceparent": traceparent} if traceparent else {}),
+                },
+                **({"$set": {"traceparent": traceparent}} if traceparent else {}),
             },
             upsert=True,
             session=session,

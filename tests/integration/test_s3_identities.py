@@ -26,7 +26,14 @@ from minio.error import S3Error
 
 from services.evidence.objects import ObjectStore
 from shared.settings import S3Settings
-from tests.unit.test_compose import COMPOSE_FILE, ENV_EXAMPLE, interpolate_tree, read_env_file
+from tests.unit.test_compose import (
+    COMPOSE_FILE,
+    ENV_EXAMPLE,
+    interpolate_tree,
+    read_env_file,
+    with_secrets,
+    write_secrets,
+)
 
 WEED = Path(os.environ.get("SVC_HOME", "/var/tmp/project-services")) / "venv-s3" / "bin" / "weed"
 
@@ -49,8 +56,12 @@ def compose_s3(
         "WMSJ_S3_UPLOAD_BUCKET": "wmsj-uploads",
         "WMSJ_S3_EVIDENCE_BUCKET": "wmsj-evidence",
     }
-    compose = interpolate_tree(yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8")), env)
     home = tmp_path_factory.mktemp("weed")
+    # The evidence service's keys as it reads them: from its secret files (make-secrets.sh).
+    compose = with_secrets(
+        interpolate_tree(yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8")), env),
+        write_secrets(env, home / "secrets"),
+    )
     (home / "ids.json").write_text(compose["configs"]["s3-identities"]["content"], encoding="utf-8")
     # High, free ports (gRPC ports are the HTTP ones + 10000): no clash with the shared server.
     ports = {}

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shlex
+import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,18 @@ DATA_PATHS = {"rabbitmq": "/var/lib/rabbitmq", "mongo": "/data/db", "s3": "/data
 COMMON_SOURCES = {"requirements.lock", "pyproject.toml", "shared", "services/__init__.py"}
 DOCKERFILE = ROOT / "services" / "Dockerfile"
 SECRET_NAME = re.compile(r"PASSWORD|PASS$|SECRET|_KEY$")
+SECRETS_SCRIPT = DEPLOY / "make-secrets.sh"
+# What a service may read beside its own secrets (named <service>_...): the API keys.
+COMMON_SECRETS = {"api_keys"}
+# Settings that hold a secret: passed only as WMSJ_<NAME>_FILE, never as a value.
+SECRET_SETTINGS = {
+    "WMSJ_API_KEYS",
+    "WMSJ_PII_KEY",
+    "WMSJ_AMQP_URL",
+    "WMSJ_MONGO_URL",
+    "WMSJ_S3_ACCESS_KEY",
+    "WMSJ_S3_SECRET_KEY",
+}
 
 
 # ------------------------------------------------------------------ interpolation helper
@@ -235,10 +248,50 @@ def example_env() -> dict[str, str]:
     return read_env_file(ENV_EXAMPLE)
 
 
+def write_secrets(env: Mapping[str, str], directory: Path) -> Path:
+    """deploy/secrets/ as `bash make-secrets.sh` writes it from an .env with these values."""
+    directory.mkdir(parents=True, exist_ok=True)
+    env_file = directory / "env"
+    env_file.write_text("".join(f"{k}='{v}'\n" for k, v in env.items()), encoding="utf-8")
+    out = directory / "secrets"
+    subprocess.run(
+        ["bash", str(SECRETS_SCRIPT), str(env_file), str(out)],
+        check=True,
+        capture_output=True,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},  # only what the .env file says
+    )
+    return out
+
+
+def with_secrets(document: dict[str, Any], secrets: Path) -> dict[str, Any]:
+    """The compose document with every WMSJ_<NAME>_FILE=/run/secrets/<name> also read into
+    WMSJ_<NAME>, as shared/settings.py does in the container: the environment a service's
+    settings see."""
+    services = {}
+    for name, service in document["services"].items():
+        env = environment(service)
+        mounted = set(service.get("secrets") or [])
+        for key, value in list(env.items()):
+            if key.startswith("WMSJ_") and key.endswith("_FILE"):
+                secret = value.removeprefix("/run/secrets/")
+                assert secret in mounted, f"{name}: {key} names a secret it is not given"
+                env[key.removesuffix("_FILE")] = (secrets / secret).read_text(encoding="utf-8")
+        services[name] = {**service, "environment": env} if "environment" in service else service
+    return {**document, "services": services}
+
+
 @pytest.fixture(scope="module")
-def compose(raw_compose: dict[str, Any], example_env: dict[str, str]) -> dict[str, Any]:
-    """The compose file as `docker compose` sees it with .env = .env.example."""
-    return interpolate_tree(raw_compose, example_env)
+def example_secrets(example_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_secrets(example_env, tmp_path_factory.mktemp("example-secrets"))
+
+
+@pytest.fixture(scope="module")
+def compose(
+    raw_compose: dict[str, Any], example_env: dict[str, str], example_secrets: Path
+) -> dict[str, Any]:
+    """The compose file as `docker compose` sees it with .env = .env.example and the secret
+    files make-secrets.sh writes from it, each service's secrets read as its settings do."""
+    return with_secrets(interpolate_tree(raw_compose, example_env), example_secrets)
 
 
 @pytest.fixture(scope="module")
@@ -283,45 +336,124 @@ def test_compose_file_is_valid_against_the_compose_specification(
 def test_every_variable_is_documented_in_env_example(
     raw_compose: dict[str, Any], example_env: dict[str, str]
 ) -> None:
-    referenced = referenced_variables(raw_compose)
+    script = SECRETS_SCRIPT.read_text(encoding="utf-8")
+    referenced = referenced_variables(raw_compose) | set(re.findall(r"\$\{([A-Z][A-Z0-9_]*):\?", script))
     assert referenced, "the compose file takes nothing from .env?"
     assert not referenced - example_env.keys(), "missing from deploy/.env.example"
-    assert not example_env.keys() - referenced, "in deploy/.env.example but not used by the compose file"
+    assert not example_env.keys() - referenced, (
+        "in deploy/.env.example but not used (compose, make-secrets.sh)"
+    )
 
 
 def test_secrets_come_only_from_env_and_are_required(
-    compose_text: str, raw_compose: dict[str, Any], example_env: dict[str, str]
+    compose_text: str, raw_compose: dict[str, Any], example_env: dict[str, str], tmp_path: Path
 ) -> None:
-    secrets = {name for name in referenced_variables(raw_compose) if SECRET_NAME.search(name)}
+    script = SECRETS_SCRIPT.read_text(encoding="utf-8")
+    in_script = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*):\?", script))
+    secrets = {name for name in referenced_variables(raw_compose) | in_script if SECRET_NAME.search(name)}
     assert {
         "RABBITMQ_PASSWORD",
         "MONGO_ROOT_PASSWORD",
+        "MONGO_REPLICA_SET_KEY",
         "S3_EVIDENCE_SECRET_KEY",
         "S3_OPERATOR_SECRET_KEY",
+        "WMSJ_PII_KEY",
         *(f"RABBITMQ_{name.upper()}_PASSWORD" for name in APP_SERVICES),
         *(f"MONGO_{name.upper()}_PASSWORD" for name in APP_SERVICES),
     } <= secrets
     for name in secrets:
-        # ${NAME:?message} everywhere: no default, so a forgotten secret stops `compose up`.
-        for suffix in re.findall(r"\$\{" + name + r"([^A-Za-z0-9_][^}]*)?\}", compose_text):
-            assert suffix.startswith(":?"), f"${{{name}{suffix}}}: a secret must be ${{{name}:?...}}"
-        with pytest.raises(InterpolationError, match=name):
-            interpolate_tree(raw_compose, {k: v for k, v in example_env.items() if k != name})
-        # The placeholder must not have been pasted into the file.
-        assert example_env[name] not in compose_text
+        # ${NAME:?message} everywhere: no default, so a forgotten secret stops `compose up`
+        # or make-secrets.sh.
+        for text in (compose_text, script):
+            for suffix in re.findall(r"\$\{" + name + r"([^A-Za-z0-9_][^}]*)?\}", text):
+                assert suffix.startswith(":?"), f"${{{name}{suffix}}}: a secret must be ${{{name}:?...}}"
+        without = {k: v for k, v in example_env.items() if k != name}
+        if name in in_script:
+            with pytest.raises(subprocess.CalledProcessError):
+                write_secrets(without, tmp_path / name)
+        else:
+            with pytest.raises(InterpolationError, match=name):
+                interpolate_tree(raw_compose, without)
+        # The placeholder must not have been pasted into the files.
+        assert example_env[name] not in compose_text and example_env[name] not in script
     interpolation = r"\$\{[A-Za-z_][A-Za-z0-9_]*:\?[^}]*\}"
-    for service_name, service in raw_compose["services"].items():
-        for key, value in environment(service).items():
-            if SECRET_NAME.search(key):
-                assert re.fullmatch(interpolation, value), f"{service_name}: {key} must come from .env"
-            if "://" in value and "@" in value:  # credentials inside a URL
-                userinfo = value.split("://", 1)[1].rpartition("@")[0]  # (urlsplit stops at "?")
-                # The user is the service's own fixed name or comes from .env; the password from .env.
-                user = rf"(wmsj-{service_name}|{interpolation})"
-                assert re.fullmatch(f"{user}:{interpolation}", userinfo), f"{service_name}: {key}"
     for config in (raw_compose.get("configs") or {}).values():
         for key, value in re.findall(r'"(accessKey|secretKey)":\s*"([^"]*)"', config.get("content", "")):
             assert re.fullmatch(interpolation, value), f"{key} in a config must come from .env"
+
+
+def test_no_secret_is_passed_as_an_environment_value(
+    raw_compose: dict[str, Any], example_env: dict[str, str]
+) -> None:
+    """Every secret reaches a container as a file (WMSJ_<NAME>_FILE=/run/secrets/<name>, or the
+    image's own _FILE variable), never in its environment, where `docker inspect` shows it."""
+    declared = raw_compose["secrets"]
+    for name, secret in declared.items():
+        assert secret == {"file": f"./secrets/{name}"}, f"secret {name}: a file under deploy/secrets/"
+    interpolated = interpolate_tree(raw_compose, example_env)
+    values = {v for k, v in example_env.items() if SECRET_NAME.search(k) or k == "WMSJ_API_KEYS"}
+    for service_name, service in interpolated["services"].items():
+        mounted = set(service.get("secrets") or [])
+        assert mounted <= declared.keys(), f"{service_name}: undeclared secrets"
+        for key, value in environment(service).items():
+            where = f"{service_name}: {key}"
+            if key.endswith("_FILE"):
+                secret = value.removeprefix("/run/secrets/")
+                assert value.startswith("/run/secrets/") and secret in mounted, f"{where}: not its secret"
+                continue
+            assert key not in SECRET_SETTINGS, f"{where} must be {key}_FILE"
+            assert not SECRET_NAME.search(key), f"{where}: a secret as an environment value"
+            assert not any(secret in value for secret in values), f"{where} holds a secret from .env"
+            if "://" in value:
+                assert "@" not in value.split("://", 1)[1].split("/", 1)[0], f"{where}: credentials in a URL"
+    for name in APP_SERVICES:
+        env = environment(raw_compose["services"][name])
+        for key in {"WMSJ_API_KEYS", "WMSJ_AMQP_URL", "WMSJ_MONGO_URL"}:
+            assert env.get(f"{key}_FILE", "").startswith("/run/secrets/"), f"{name}: {key}_FILE"
+    assert environment(raw_compose["services"]["registry"])["WMSJ_PII_KEY_FILE"]
+    mongo = environment(raw_compose["services"]["mongo"])
+    assert mongo["MONGO_INITDB_ROOT_PASSWORD_FILE"] == "/run/secrets/mongo_root_password"
+
+
+def test_each_service_gets_only_its_own_secrets(raw_compose: dict[str, Any]) -> None:
+    declared = set(raw_compose["secrets"])
+    owned = {name: {s for s in declared if s.startswith(f"{name}_")} for name in APP_SERVICES}
+    for name in APP_SERVICES:
+        mounted = set(raw_compose["services"][name].get("secrets") or [])
+        others = set().union(*(owned[other] for other in APP_SERVICES if other != name))
+        assert not mounted & others, f"{name} receives another service's secrets: {sorted(mounted & others)}"
+        assert mounted <= owned[name] | COMMON_SECRETS, f"{name}: {sorted(mounted - owned[name])}"
+        assert owned[name] | COMMON_SECRETS <= mounted, f"{name} lacks its own secrets"
+    assert {"registry_pii_key"} == {s for s in declared if "pii" in s}
+    # The servers: mongo only its own and the database URLs (it makes the services' users
+    # from them), never a broker URL, an API or PII key or an S3 key.
+    for server in ("rabbitmq", "mongo", "s3", "prometheus", "grafana"):
+        mounted = set(raw_compose["services"][server].get("secrets") or [])
+        allowed = {
+            "mongo": {
+                "mongo_root_password",
+                "mongo_replica_set_key",
+                *(f"{n}_mongo_url" for n in APP_SERVICES),
+            },
+            "prometheus": {"metrics_key"},
+            "grafana": {"grafana_admin_password"},
+        }.get(server, set())
+        assert mounted <= allowed, f"{server}: {sorted(mounted - allowed)}"
+    used = set().union(*(set(svc.get("secrets") or []) for svc in raw_compose["services"].values()))
+    assert used == declared, f"declared but given to nobody: {sorted(declared - used)}"
+
+
+def test_make_secrets_writes_every_declared_file_but_the_metrics_key(
+    raw_compose: dict[str, Any], example_secrets: Path
+) -> None:
+    written = {path.name for path in example_secrets.iterdir()}
+    assert written == set(raw_compose["secrets"]) - {"metrics_key"}
+    # Only the deploying user enters the directory; the containers' users read the files
+    # (bind mounts keep the host's owner and mode).
+    assert example_secrets.stat().st_mode & 0o777 == 0o700
+    for path in example_secrets.iterdir():
+        assert path.stat().st_mode & 0o777 == 0o644, path.name
+        assert not path.read_text(encoding="utf-8").endswith("\n")
 
 
 def test_env_example_placeholders_are_usable(example_env: dict[str, str]) -> None:
@@ -407,7 +539,7 @@ def test_service_environment_is_read_by_its_settings(
     env = environment(compose["services"][name])
     classes = _settings_classes(name)
     known = set().union(*(_env_names(cls) for cls in classes))
-    wmsj = {key for key in env if key.upper().startswith("WMSJ_")}
+    wmsj = {key for key in env if key.upper().startswith("WMSJ_") and not key.upper().endswith("_FILE")}
     assert {"WMSJ_AMQP_URL", "WMSJ_MONGO_URL", "WMSJ_HTTP_HOST", "WMSJ_HTTP_PORT"} <= wmsj
     assert not wmsj - known, f"{name}: not a settings field (shared/settings.py, services/{name}/settings.py)"
     # And the values are what the settings accept (ints, booleans, ...).
@@ -527,7 +659,7 @@ def test_mongo_is_an_authenticated_single_node_replica_set(compose: dict[str, An
     replica_set = _flag(command, "--replSet")
     assert replica_set, "transactions need a replica set: mongod --replSet"
     env = environment(mongo)
-    assert env.get("MONGO_INITDB_ROOT_USERNAME") and env.get("MONGO_INITDB_ROOT_PASSWORD")
+    assert env.get("MONGO_INITDB_ROOT_USERNAME") and env.get("MONGO_INITDB_ROOT_PASSWORD_FILE")
     keyfile = _flag(command, "--keyFile")
     assert keyfile, "a replica set with authentication needs --keyFile"
     entrypoint = " ".join(mongo.get("entrypoint") or [])
@@ -535,7 +667,7 @@ def test_mongo_is_an_authenticated_single_node_replica_set(compose: dict[str, An
     health = " ".join(mongo["healthcheck"]["test"])
     assert re.search(r"rs\.initiate\(\{\s*_id:\s*'" + replica_set + r"'.*host:\s*'mongo:27017'", health)
     assert "isWritablePrimary" in health, "healthy only when PRIMARY"
-    assert "MONGO_INITDB_ROOT_PASSWORD" in health, "the check must authenticate"
+    assert "MONGO_INITDB_ROOT_PASSWORD_FILE" in health, "the check must authenticate"
     for name in APP_SERVICES:
         url = urlsplit(environment(compose["services"][name])["WMSJ_MONGO_URL"])
         query = parse_qs(url.query)
@@ -544,7 +676,10 @@ def test_mongo_is_an_authenticated_single_node_replica_set(compose: dict[str, An
         assert query.get("authSource") == ["admin"]
         user, password = unquote(url.username or ""), unquote(url.password or "")
         assert user == service_user(name), f"{name} connects to MongoDB as its own user, not root"
-        assert password == env[f"MONGO_{name.upper()}_PASSWORD"], f"{name}: its user's password"
+        assert password, f"{name}: its user's password"
+    # mongo makes each service's user with the password of that service's database URL.
+    script = compose["configs"]["mongo-users"]["content"]
+    assert "/run/secrets/${service}_mongo_url" in script
 
 
 def test_s3_gateway_and_its_credentials(compose: dict[str, Any]) -> None:
@@ -752,7 +887,7 @@ def broker_definitions(compose: Mapping[str, Any]) -> dict[str, Any]:
 def test_every_service_gets_the_keys_office_users_and_production_mode_from_one_place(
     raw_compose: dict[str, Any],
 ) -> None:
-    shared = {"WMSJ_API_KEYS", "WMSJ_OFFICE_USERS", "WMSJ_MODE"}
+    shared = {"WMSJ_API_KEYS_FILE", "WMSJ_OFFICE_USERS", "WMSJ_MODE"}
     seen: dict[str, set[str]] = {key: set() for key in shared}
     for name in APP_SERVICES:
         env = environment(raw_compose["services"][name])
@@ -852,9 +987,9 @@ def test_broker_topology_file_is_generated_from_the_code() -> None:
 
 def test_mongo_users_may_read_and_write_their_own_database_only(compose: dict[str, Any]) -> None:
     script = compose["configs"]["mongo-users"]["content"]
-    rows = re.findall(r'\["([^"]+)",\s*process\.env\.(\w+),\s*"([^"]+)"\]', script)
+    rows = re.findall(r'\["([^"]+)",\s*password\("(\w+)"\),\s*"([^"]+)"\]', script)
     assert {user: (password, db) for user, password, db in rows} == {
-        service_user(name): (f"MONGO_{name.upper()}_PASSWORD", name) for name in APP_SERVICES
+        service_user(name): (name, name) for name in APP_SERVICES
     }
     assert re.search(r'roles:\s*\[\{\s*role:\s*"readWrite",\s*db:\s*prefix \+ service\s*\}\]', script)
     assert "AnyDatabase" not in script
@@ -878,7 +1013,7 @@ def test_services_refuse_to_start_with_the_env_example_placeholders(
 
 @pytest.mark.parametrize("name", APP_SERVICES)
 def test_services_start_with_real_secrets(
-    raw_compose: dict[str, Any], example_env: dict[str, str], name: str
+    raw_compose: dict[str, Any], example_env: dict[str, str], name: str, tmp_path: Path
 ) -> None:
     from cryptography.fernet import Fernet
 
@@ -889,7 +1024,8 @@ def test_services_start_with_real_secrets(
         for key, value in example_env.items()
     }
     real["WMSJ_API_KEYS"] = json.dumps({os.urandom(16).hex(): "office"})
-    service = interpolate_tree(raw_compose, real)["services"][name]
+    document = with_secrets(interpolate_tree(raw_compose, real), write_secrets(real, tmp_path))
+    service = document["services"][name]
     registry = name == "registry"  # the one service that encrypts personal data
     assert insecure_settings(environment(service), pii=registry) == []
 
