@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException
 
+from services.registry.responses import TownshipAccessView, TownshipView
 from shared.auth import Caller
 from shared.onboarding import BrokerAdmin, OnboardingError, TownshipAccess
 
@@ -46,26 +47,26 @@ def router(make_admin: AdminFactory, caller: Any) -> APIRouter:
         except OnboardingError as problem:
             raise HTTPException(503, f"township identities cannot be managed: {problem}") from problem
 
-    @routes.get("")
+    @routes.get("", response_model=list[TownshipView])
     async def list_townships(_: Office) -> list[dict[str, Any]]:
         """Every township system's identity, without secrets."""
         return [asdict(info) for info in await run(lambda admin: admin.list())]
 
-    @routes.get("/{township_id}")
+    @routes.get("/{township_id}", response_model=TownshipView)
     async def show_township(township_id: str, _: Office) -> dict[str, Any]:
         info = await run(lambda admin: admin.show(township_id))
         if info is None:
             raise HTTPException(404, f"no township {township_id}")
         return asdict(info)
 
-    @routes.post("/{township_id}", status_code=201)
+    @routes.post("/{township_id}", status_code=201, response_model=TownshipAccessView)
     async def add_township(township_id: str, _: Office) -> dict[str, Any]:
         """Create (or, again, give a new password and key to) a township's identity. The
         answer holds its secrets, shown this once; the API key entry must be added to
         ``WMSJ_API_KEYS`` of the services."""
         return _access(await run(lambda admin: admin.add(township_id)))
 
-    @routes.post("/{township_id}/rotate")
+    @routes.post("/{township_id}/rotate", response_model=TownshipAccessView)
     async def rotate_township(township_id: str, _: Office) -> dict[str, Any]:
         return _access(await run(lambda admin: admin.rotate(township_id)))
 
