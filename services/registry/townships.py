@@ -21,6 +21,13 @@ from shared.auth import Caller
 from shared.onboarding import BrokerAdmin, OnboardingError, TownshipAccess
 
 AdminFactory = Callable[[], BrokerAdmin]
+UNMANAGEABLE: dict[int | str, dict[str, Any]] = {
+    503: {
+        "description": "No broker administrator is configured, or the broker's management API "
+        "cannot be reached: the answer says what to configure.",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+}
 
 
 def _access(access: TownshipAccess) -> dict[str, Any]:
@@ -29,7 +36,7 @@ def _access(access: TownshipAccess) -> dict[str, Any]:
 
 def router(make_admin: AdminFactory, caller: Any) -> APIRouter:
     """``caller``: the API-key dependency (``services.registry.api.CALLER``)."""
-    routes = APIRouter(prefix="/townships", tags=["townships"])
+    routes = APIRouter(prefix="/townships", tags=["townships"], responses=UNMANAGEABLE)
 
     def office(who: Annotated[Caller, caller]) -> Caller:
         if not who.is_office:
@@ -68,7 +75,14 @@ def router(make_admin: AdminFactory, caller: Any) -> APIRouter:
 
     @routes.post("/{township_id}/rotate", response_model=TownshipAccessView)
     async def rotate_township(township_id: str, _: Office) -> dict[str, Any]:
-        return _access(await run(lambda admin: admin.rotate(township_id)))
+        async def rotate(admin: BrokerAdmin) -> TownshipAccess | None:
+            # An unknown township is the caller's mistake (404), not the broker's (503).
+            return await admin.rotate(township_id) if await admin.exists(township_id) else None
+
+        access = await run(rotate)
+        if access is None:
+            raise HTTPException(404, f"no township {township_id}")
+        return _access(access)
 
     @routes.delete("/{township_id}", status_code=204)
     async def revoke_township(township_id: str, _: Office) -> None:
