@@ -56,6 +56,7 @@ BINARY = {"type": "string", "format": "binary"}
 # What a paged list route (``shared.paging``) says beside its page.
 TOTAL_COUNT = {
     "description": "How many items there are in all (the page holds at most `limit` of them, from `offset`).",
+    "required": True,  # Page.of sets it on every page, an empty one too
     "schema": {"type": "integer", "minimum": 0},
 }
 
