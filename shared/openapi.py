@@ -5,7 +5,8 @@ route that takes a key, and the error responses the routes answer — 401 (no or
 bad parameter or body) — in the shape they have: ``{"detail": ...}``.
 
 Routes that return a file declare their media types with ``file_responses`` in their
-decorator (CSV, XLSX).
+decorator (CSV, XLSX, DOCX, PDF); paged list routes (``shared.paging``) get their
+``X-Total-Count`` header documented.
 """
 
 from __future__ import annotations
@@ -51,10 +52,18 @@ ERRORS = {
 }
 
 
+BINARY = {"type": "string", "format": "binary"}
+# What a paged list route (``shared.paging``) says beside its page.
+TOTAL_COUNT = {
+    "description": "How many items there are in all (the page holds at most `limit` of them, from `offset`).",
+    "required": True,  # Page.of sets it on every page, an empty one too
+    "schema": {"type": "integer", "minimum": 0},
+}
+
+
 def file_responses(*media_types: str) -> dict[int | str, dict[str, Any]]:
     """``responses=`` of a route that answers a file of one of these types."""
-    binary = {"type": "string", "format": "binary"}
-    return {200: {"description": "The file.", "content": {m: {"schema": binary} for m in media_types}}}
+    return {200: {"description": "The file.", "content": {m: {"schema": dict(BINARY)} for m in media_types}}}
 
 
 def _routes(found: list[Any]) -> Iterator[APIRoute]:
@@ -73,6 +82,13 @@ KEY_CHECKERS = frozenset({"shared.auth", "services.supervision.session"})
 def _takes_key(dependant: Any) -> bool:
     return any(
         getattr(d.call, "__module__", "") in KEY_CHECKERS or _takes_key(d) for d in dependant.dependencies
+    )
+
+
+def _paged(dependant: Any) -> bool:
+    # shared.paging's ``Paged`` dependency reads ``limit`` and ``offset``.
+    return any(
+        getattr(d.call, "__module__", "") == "shared.paging" or _paged(d) for d in dependant.dependencies
     )
 
 
@@ -114,8 +130,12 @@ def document(app: FastAPI) -> None:
                 has_body = "requestBody" in operation
                 for response in responses.values():  # a file route answers the file, not JSON
                     content = response.get("content", {})
-                    if CSV in content or XLSX in content:
+                    if any(c.get("schema") == BINARY for c in content.values()):
                         content.pop("application/json", None)
+                if _paged(route.dependant):
+                    for code in ("200", "201"):
+                        if code in responses:
+                            responses[code].setdefault("headers", {})["X-Total-Count"] = TOTAL_COUNT
                 for code in ["400", *codes] if has_body else codes:
                     # 422 comes from FastAPI's validation (a list) and from the routes (a
                     # sentence): one schema for both.

@@ -24,6 +24,7 @@ from services.activities.domain.orders import view as order_view
 from services.activities.domain.projects import ListVersion, check_plan
 from services.activities.responses import (
     ActivityDetail,
+    ActivityView,
     CityCalendar,
     MonthlyWarningView,
     OrderState,
@@ -118,7 +119,7 @@ def router(stores: Stores, accept_within: timedelta) -> APIRouter:
         found.sort(key=lambda a: (_when(a), a.activity_id))
         return [await view(a, lists, now) for a in found]
 
-    @api.get("/activities")
+    @api.get("/activities", response_model=list[ActivityView])
     async def list_activities(
         caller: Who, page: Paged, response: Response, unit_id: str | None = None
     ) -> list[dict[str, Any]]:

@@ -97,7 +97,7 @@ def router(evidence: EvidenceStore, objects: ObjectStore, settings: EvidenceSett
             raise HTTPException(404, f"no evidence {evidence_id}")
         return doc
 
-    @api.get("/evidence")
+    @api.get("/evidence", response_model=list[EvidenceView])
     async def list_evidence(
         caller: Who, activity_id: Annotated[str, Query(min_length=1, max_length=128)]
     ) -> list[dict[str, Any]]:

@@ -80,3 +80,29 @@ class ImportReportView(_Open):
     unchanged: int
     held: int
     errors: list[RowErrorView]
+
+
+class TownshipView(_Open):
+    """A township system's identity on the bus, without any secret."""
+
+    township_id: str
+    user: str
+    amqp_url: str  # without a password
+    reply_queue: str
+    refusals_waiting: int | None = None  # messages in its reply queue (null: no queue)
+    may_publish: str  # the event types it may publish (a regular expression)
+    upload_prefix: str
+    api_key_role: str
+
+
+class TownshipAccessView(_Open):
+    """Everything a township system needs, secrets included: shown this once."""
+
+    township_id: str
+    user: str
+    password: str
+    amqp_url: str
+    reply_queue: str
+    api_key: str
+    upload_prefix: str
+    api_key_entry: dict[str, str]  # what to add to WMSJ_API_KEYS

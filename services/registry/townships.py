@@ -16,10 +16,18 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException
 
+from services.registry.responses import TownshipAccessView, TownshipView
 from shared.auth import Caller
 from shared.onboarding import BrokerAdmin, OnboardingError, TownshipAccess
 
 AdminFactory = Callable[[], BrokerAdmin]
+UNMANAGEABLE: dict[int | str, dict[str, Any]] = {
+    503: {
+        "description": "No broker administrator is configured, or the broker's management API "
+        "cannot be reached: the answer says what to configure.",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+}
 
 
 def _access(access: TownshipAccess) -> dict[str, Any]:
@@ -28,7 +36,7 @@ def _access(access: TownshipAccess) -> dict[str, Any]:
 
 def router(make_admin: AdminFactory, caller: Any) -> APIRouter:
     """``caller``: the API-key dependency (``services.registry.api.CALLER``)."""
-    routes = APIRouter(prefix="/townships", tags=["townships"])
+    routes = APIRouter(prefix="/townships", tags=["townships"], responses=UNMANAGEABLE)
 
     def office(who: Annotated[Caller, caller]) -> Caller:
         if not who.is_office:
@@ -46,28 +54,35 @@ def router(make_admin: AdminFactory, caller: Any) -> APIRouter:
         except OnboardingError as problem:
             raise HTTPException(503, f"township identities cannot be managed: {problem}") from problem
 
-    @routes.get("")
+    @routes.get("", response_model=list[TownshipView])
     async def list_townships(_: Office) -> list[dict[str, Any]]:
         """Every township system's identity, without secrets."""
         return [asdict(info) for info in await run(lambda admin: admin.list())]
 
-    @routes.get("/{township_id}")
+    @routes.get("/{township_id}", response_model=TownshipView)
     async def show_township(township_id: str, _: Office) -> dict[str, Any]:
         info = await run(lambda admin: admin.show(township_id))
         if info is None:
             raise HTTPException(404, f"no township {township_id}")
         return asdict(info)
 
-    @routes.post("/{township_id}", status_code=201)
+    @routes.post("/{township_id}", status_code=201, response_model=TownshipAccessView)
     async def add_township(township_id: str, _: Office) -> dict[str, Any]:
         """Create (or, again, give a new password and key to) a township's identity. The
         answer holds its secrets, shown this once; the API key entry must be added to
         ``WMSJ_API_KEYS`` of the services."""
         return _access(await run(lambda admin: admin.add(township_id)))
 
-    @routes.post("/{township_id}/rotate")
+    @routes.post("/{township_id}/rotate", response_model=TownshipAccessView)
     async def rotate_township(township_id: str, _: Office) -> dict[str, Any]:
-        return _access(await run(lambda admin: admin.rotate(township_id)))
+        async def rotate(admin: BrokerAdmin) -> TownshipAccess | None:
+            # An unknown township is the caller's mistake (404), not the broker's (503).
+            return await admin.rotate(township_id) if await admin.exists(township_id) else None
+
+        access = await run(rotate)
+        if access is None:
+            raise HTTPException(404, f"no township {township_id}")
+        return _access(access)
 
     @routes.delete("/{township_id}", status_code=204)
     async def revoke_township(township_id: str, _: Office) -> None:

@@ -34,11 +34,22 @@ from services.supervision.domain import (
 )
 from services.supervision.labels import kind_label, list_label, township_of
 from services.supervision.responses import (
+    CompletedActivity,
+    DashboardConfig,
+    EligibilityRow,
+    Heatmap,
     InspectionAccepted,
     Lists,
     Recomputed,
     Rules,
+    ScoreHistoryEntry,
     ScoreRow,
+    SignedIn,
+    SignedOut,
+    ToDo,
+    TownshipCompleteness,
+    TownshipDistribution,
+    Trend,
 )
 from services.supervision.session import PageHeaders, Sessions, security_headers
 from services.supervision.sheets import add_sheet, csv_bytes, xlsx_bytes
@@ -78,7 +89,7 @@ def mount(
 
     app.add_middleware(PageHeaders, headers=headers)
 
-    @app.get("/dashboard/config.json", tags=["dashboard"])
+    @app.get("/dashboard/config.json", tags=["dashboard"], response_model=DashboardConfig)
     async def dashboard_config() -> dict[str, Any]:
         """What the dashboard page needs besides this API: where the evidence service's API
         is, to show the evidence photos (view links, asked for with the office's key)."""
@@ -87,6 +98,7 @@ def mount(
     @app.post(
         "/dashboard/session",
         tags=["dashboard"],
+        response_model=SignedIn,
         responses={401: {"description": "The key is not known (密钥无效)."}},
     )
     async def sign_in(
@@ -100,11 +112,13 @@ def mount(
 
     signed_in: Any = sessions.dependency()
 
-    @app.get("/dashboard/whoami", tags=["dashboard"])  # not public: it needs the cookie or a key
+    @app.get(
+        "/dashboard/whoami", tags=["dashboard"], response_model=SignedIn
+    )  # not public: it needs the cookie or a key
     async def whoami(caller: Caller = signed_in) -> dict[str, Any]:
         return {"role": caller.role, "township_id": caller.township_id}
 
-    @app.delete("/dashboard/session", tags=["dashboard"])
+    @app.delete("/dashboard/session", tags=["dashboard"], response_model=SignedOut)
     async def sign_out(response: Response) -> dict[str, Any]:
         sessions.sign_out(response)
         return {"signed_out": True}
@@ -232,7 +246,7 @@ def router(
             units.get(unit_id, {"unit_id": unit_id}), score, is_due(period, datetime.now(UTC), rules)
         )
 
-    @api.get("/units/{unit_id}/history", tags=["scores"])
+    @api.get("/units/{unit_id}/history", tags=["scores"], response_model=list[ScoreHistoryEntry])
     async def history(
         *, caller: Caller = auth, unit_id: Id, page: Paged, response: Response
     ) -> list[dict[str, Any]]:
@@ -244,7 +258,7 @@ def router(
         every = [kept.get(p) or empty_score(Unit(unit_id), p, rules) for p in sorted(periods)]
         return [score_fields(s) for s in page.of(every, response)]
 
-    @api.get("/units/{unit_id}/activities", tags=["scores"])
+    @api.get("/units/{unit_id}/activities", tags=["scores"], response_model=list[CompletedActivity])
     async def activities(*, caller: Caller = auth, unit_id: Id, period: PeriodQuery) -> list[dict[str, Any]]:
         """Drill-down: the activities completed in the period and their evidence."""
         if unit_id not in await units_for(caller) and not caller.is_office:
@@ -282,7 +296,7 @@ def router(
             "black": [r for r in rows if r["list"] == "black"],
         }
 
-    @api.get("/eligibility", tags=["scores"])
+    @api.get("/eligibility", tags=["scores"], response_model=list[EligibilityRow])
     async def civilized_unit_eligibility(
         *, caller: Caller = auth, year: YearQuery, page: Paged, response: Response
     ) -> list[dict[str, Any]]:
@@ -297,7 +311,7 @@ def router(
             out.append({"unit_id": unit_id, "name": unit.get("name"), **asdict(result)})
         return out
 
-    @api.get("/heatmap", tags=["scores"])
+    @api.get("/heatmap", tags=["scores"], response_model=Heatmap)
     async def heatmap(*, caller: Caller = auth, year: YearQuery) -> dict[str, Any]:
         """Activity coverage: completed activities of each unit in each month of the year,
         with each unit's name, kind and township (the page groups and filters by them)."""
@@ -413,7 +427,7 @@ def router(
 
     # ------------------------------------------------------------------ charts
 
-    @api.get("/charts/trend", tags=["charts"])
+    @api.get("/charts/trend", tags=["charts"], response_model=Trend)
     async def trend(
         *, caller: Caller = auth, year: YearQuery, township_id: str | None = None
     ) -> dict[str, Any]:
@@ -441,7 +455,7 @@ def router(
             out["units"].append(len(ids))
         return out
 
-    @api.get("/charts/distribution", tags=["charts"])
+    @api.get("/charts/distribution", tags=["charts"], response_model=list[TownshipDistribution])
     async def distribution(*, caller: Caller = auth, period: PeriodQuery) -> list[dict[str, Any]]:
         """Each township's scores (for a box plot): the spread, not only the mean."""
         rows = await table(caller, period)
@@ -460,7 +474,7 @@ def router(
             for t, v in sorted(groups.items())
         ]
 
-    @api.get("/charts/completeness", tags=["charts"])
+    @api.get("/charts/completeness", tags=["charts"], response_model=list[TownshipCompleteness])
     async def completeness(*, caller: Caller = auth, period: PeriodQuery) -> list[dict[str, Any]]:
         """Per township: completed activities, and how many have complete evidence."""
         units = await units_for(caller)
@@ -561,7 +575,7 @@ def router(
 
     # ------------------------------------------------------------------ a township's to-do
 
-    @api.get("/todo", tags=["to-do"])
+    @api.get("/todo", tags=["to-do"], response_model=ToDo)
     async def todo(
         *, caller: Caller = auth, period: PeriodQuery, township_id: str | None = None
     ) -> dict[str, Any]:

@@ -20,6 +20,14 @@ from services.supervision.office import (
     project_list,
     project_template,
 )
+from services.supervision.responses import (
+    KeptProjectList,
+    Outcome,
+    ProjectListPreview,
+    ProjectListPublished,
+    ReviewPair,
+    ReviewsPublished,
+)
 from services.supervision.session import Sessions
 from services.supervision.store import FactStore
 from shared.auth import Caller
@@ -68,7 +76,7 @@ def router(facts: FactStore, rules: RuleSet, sessions: Sessions, desk: OfficeDes
             headers={"Content-Disposition": 'attachment; filename="key-projects-template.xlsx"'},
         )
 
-    @api.get("/projects")
+    @api.get("/projects", response_model=KeptProjectList)
     async def kept(*, caller: Caller = auth, year: Annotated[int, Query(ge=2000, le=2100)]) -> dict[str, Any]:
         """The year's list as accepted on the bus (the version in force), if any."""
         doc = await facts.project_list(year)
@@ -79,7 +87,7 @@ def router(facts: FactStore, rules: RuleSet, sessions: Sessions, desk: OfficeDes
             "versions": doc.get("versions", []) if doc else [],
         }
 
-    @api.post("/projects/preview")
+    @api.post("/projects/preview", response_model=ProjectListPreview)
     async def preview(*, caller: Caller = auth, file: Annotated[UploadFile, File()]) -> dict[str, Any]:
         """What publishing this spreadsheet would publish, or every error in it."""
         office_only(caller)
@@ -89,7 +97,7 @@ def router(facts: FactStore, rules: RuleSet, sessions: Sessions, desk: OfficeDes
             raise HTTPException(422, {"reason": "清单有误，未发布", "errors": bad.errors}) from None
         return {"projects": [p.model_dump(mode="json") for p in projects]}
 
-    @api.post("/projects", status_code=202)
+    @api.post("/projects", status_code=202, response_model=ProjectListPublished)
     async def publish(
         *,
         caller: Caller = auth,
@@ -120,13 +128,13 @@ def router(facts: FactStore, rules: RuleSet, sessions: Sessions, desk: OfficeDes
         await publisher.publish(event)
         return {"event_id": event.id, "year": year, "version": version, "projects": len(projects)}
 
-    @api.get("/outcomes/{event_id}")
+    @api.get("/outcomes/{event_id}", response_model=Outcome)
     async def outcome(*, caller: Caller = auth, event_id: str) -> dict[str, Any]:
         """Whether an event the page published was refused (and why)."""
         publisher = office_only(caller)
         return {"event_id": event_id, "refused": publisher.refused.get(event_id)}
 
-    @api.get("/reviews")
+    @api.get("/reviews", response_model=list[ReviewPair])
     async def queue(*, caller: Caller = auth) -> list[dict[str, Any]]:
         """Flagged evidence awaiting the office, each as a pair: the flagged evidence and the
         other occurrence, with both units, both report times (EXIF times: the evidence API)."""
@@ -186,7 +194,7 @@ def router(facts: FactStore, rules: RuleSet, sessions: Sessions, desk: OfficeDes
                 }
         return sorted(pairs.values(), key=lambda p: (p["settled"], str(p["flagged_at"])))
 
-    @api.post("/reviews", status_code=202)
+    @api.post("/reviews", status_code=202, response_model=ReviewsPublished)
     async def review(*, caller: Caller = auth, verdict: PairVerdict) -> dict[str, Any]:
         """One verdict settles the pair: a ``wmsj.evidence.reviewed.v1`` for each of the two."""
         publisher = office_only(caller)

@@ -70,9 +70,16 @@ class EligibilityRow(_Open):
     reasons: list[str]
 
 
+class HeatmapUnit(_Open):
+    name: str | None = None
+    kind: str | None = None
+    township_id: str | None = None
+
+
 class Heatmap(_Open):
     months: list[str]
-    units: dict[str, list[int]]
+    units: dict[str, list[int]]  # a unit's completed activities in each month
+    info: dict[str, HeatmapUnit] = {}
 
 
 class Rules(_Open):
@@ -92,3 +99,116 @@ class InspectionAccepted(_Open):
 class Recomputed(_Open):
     changed: int
     rules_version: str
+
+
+# ------------------------------------------------------------------ charts
+
+
+class Trend(_Open):
+    """Per month of the year: the visible units' mean score, how many had an activity, how many."""
+
+    months: list[str]
+    mean: list[float]
+    active: list[int]
+    units: list[int]
+
+
+class TownshipDistribution(_Open):
+    township_id: str  # "" for the city's own units (市直)
+    name: str | None = None
+    scores: list[float]
+    mean: float
+    bands: dict[str, int]  # how many scores in each band (<60, 60-79, 80-89, ≥90)
+
+
+class TownshipCompleteness(_Open):
+    township_id: str
+    name: str | None = None
+    activities: int
+    complete: int
+
+
+# ------------------------------------------------------------------ a township's to-do
+
+
+class ToDo(_Open):
+    """What is still missing in the period (each list's entries name their unit)."""
+
+    period: str
+    due: bool
+    without_activity: list[dict[str, Any]]
+    incomplete_evidence: list[dict[str, Any]]
+    flagged_evidence: list[dict[str, Any]]
+    late_reports: list[dict[str, Any]]
+    orders_near_escalation: Any = None
+
+
+# ------------------------------------------------------------------ the office's page
+
+
+class KeptProjectList(_Open):
+    year: int
+    version: int | None = None
+    projects: list[dict[str, Any]]
+    versions: list[Any] = []
+
+
+class ProjectListPreview(_Open):
+    projects: list[dict[str, Any]]
+
+
+class ProjectListPublished(_Open):
+    event_id: str
+    year: int
+    version: int
+    projects: int  # how many projects the published version holds
+
+
+class Outcome(_Open):
+    event_id: str
+    refused: Any = None  # why the event was refused, or null (not, or not yet)
+
+
+class ReviewSide(_Open):
+    evidence_id: str
+    activity_id: str | None = None
+    unit_id: str | None = None
+    unit_name: str | None = None
+    township_id: str | None = None
+    content_type: str | None = None
+    reported_at: Any = None
+    ended_at: Any = None
+    flagged: bool
+    review: str | None = None
+
+
+class ReviewPair(_Open):
+    """Flagged evidence and the other occurrence it was flagged against (if any)."""
+
+    signal: str | None = None
+    detail: Any = None
+    flagged_at: Any = None
+    this: ReviewSide | None = None
+    other: ReviewSide | None = None
+    settled: bool
+
+
+class ReviewsPublished(_Open):
+    event_ids: list[str]
+    verdicts: dict[str, str]  # evidence id → accepted/rejected
+
+
+# ------------------------------------------------------------------ the dashboard's sign-in
+
+
+class DashboardConfig(_Open):
+    evidence_url: str
+
+
+class SignedIn(_Open):
+    role: str
+    township_id: str | None = None
+
+
+class SignedOut(_Open):
+    signed_out: bool

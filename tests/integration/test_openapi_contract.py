@@ -2,7 +2,7 @@
 requests from the document (a bounded number per operation: examples, edge cases, random
 and invalid input) against the service running in this process behind a real HTTP server,
 with the office's key, and checks that no answer is a server error and that every status
-code, content type and body is one the document declares."""
+code, content type, header and body is one the document declares."""
 
 from __future__ import annotations
 
@@ -17,7 +17,10 @@ import pytest
 from shared.auth import DEV_OFFICE_KEY
 from tests.integration.test_township_guide import serving, with_keys
 
-CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
+CHECKS = (
+    "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,"
+    "response_headers_conformance"  # X-Total-Count on every paged answer
+)
 # Operations not fuzzed: they change everything at once (every score recomputed), which
 # other tests running against the same databases would see.
 SKIPPED = ("/recompute",)
