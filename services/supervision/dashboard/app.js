@@ -26,6 +26,7 @@ const WORDS = {
     townshipId: "乡镇编号", addTownship: "新增乡镇", brokerUser: "消息总线账号", refusalsWaiting: "待取拒收消息", uploadPrefix: "上传目录", actions: "操作",
     rotate: "轮换密码与密钥", revoke: "撤销", confirmRevoke: (id) => `确定撤销乡镇 ${id} 的接入？其系统将无法再发送消息。`,
     secretOnce: (id) => `乡镇 ${id} 的接入信息（只显示这一次，请立即交给该乡镇并妥善保存）：`, revoked: (id) => `已撤销乡镇 ${id}`,
+    secretLabels: { user: "消息总线账号", password: "密码", amqp_url: "消息总线地址（AMQP）", reply_queue: "回执队列", api_key: "API 密钥（加入 WMSJ_API_KEYS）", upload_prefix: "上传目录" },
     townshipsNeedKey: "重新登录后可管理乡镇接入", townshipsOff: "本页未配置登记服务地址，无法管理乡镇接入",
     units: "个单位", rules: "评分规则", veto: "一票否决", complete: "齐全", incomplete: "不齐全",
     flaggedWait: "疑似问题，待审核", accepted: "已认可", rejected: "已驳回", byOffice: "（市文明办）",
@@ -73,6 +74,7 @@ const WORDS = {
     townshipId: "Township id", addTownship: "Add township", brokerUser: "Broker user", refusalsWaiting: "Refusals waiting", uploadPrefix: "Upload prefix", actions: "Actions",
     rotate: "Rotate password and key", revoke: "Revoke", confirmRevoke: (id) => `Revoke township ${id}? Its system will no longer be able to publish.`,
     secretOnce: (id) => `Township ${id}'s access (shown only this once: hand it over now and keep it safe):`, revoked: (id) => `Township ${id} revoked`,
+    secretLabels: { user: "Broker user", password: "Password", amqp_url: "AMQP URL", reply_queue: "Reply queue", api_key: "API key (add to WMSJ_API_KEYS)", upload_prefix: "Upload prefix" },
     townshipsNeedKey: "Sign in again to manage townships", townshipsOff: "The registry's address is not configured: townships cannot be managed here", nothing: "(none)",
     pairThis: "Flagged", pairOther: "Other occurrence", exif: "Taken (EXIF)", reported: "Reported",
     verdictBoth: "Accept both", verdictThis: "Accept this, reject the other", verdictOther: "Accept the other (original), reject this",
@@ -602,7 +604,7 @@ function showSecret(access) {
   box.appendChild(el("p", t("secretOnce")(access.township_id)));
   const dl = box.appendChild(el("dl"));
   for (const [k, v] of Object.entries({ user: access.user, password: access.password, amqp_url: access.amqp_url, reply_queue: access.reply_queue, api_key: access.api_key, upload_prefix: access.upload_prefix })) {
-    dl.appendChild(el("dt", k));
+    dl.appendChild(el("dt", t("secretLabels")[k]));
     dl.appendChild(el("dd", v, { id: "secret-" + k }));
   }
   box.hidden = false;
