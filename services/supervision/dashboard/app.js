@@ -522,6 +522,11 @@ async function showTodo() {
   try {
     orders = await serviceCall("activities", "/orders?open=true");
     if (orders === null) why = (await serviceUrl("activities")) ? t("ordersNeedKey") : t("ordersOff");
+    else if (caller.role === "office" && township) {
+      // The office filtered to one township: the orders held by or placed by its units.
+      const theirs = new Set(state.rows.filter((r) => r.township_id === township || r.unit_id === township).map((r) => r.unit_id));
+      orders = orders.filter((o) => [o.handler_id, o.requester_id, o.team_id].some((u) => theirs.has(u)));
+    }
   } catch (error) {
     why = error.message;
   }
