@@ -60,7 +60,6 @@ const WORDS = {
     projectId: "Project", theme: "Theme", months: "Months", participants: "Participants", minPhotos: "Min photos",
     reportDays: "Report within", reviewsTitle: "Evidence review (flagged pairs)", inspectionTitle: "Record an inspection",
     inspectedOn: "Date", occurrences: "Count/points", note: "Note", record: "Record", townshipsTitle: "Townships",
-    townshipsGap: "[Not built] Listing, adding, rotating and revoking townships: this page does not call the registry's onboarding API (/townships, from operations; it needs CORS for this page) yet. Use wmsj township add meanwhile.",
     units: "units", rules: "rules", veto: "veto", complete: "complete", incomplete: "incomplete",
     flaggedWait: "flagged, awaiting review", accepted: "accepted", rejected: "rejected", byOffice: " by the office",
     inProgress: (p, at) => `${p} is in progress: scores so far; the red and black lists are due ${at}.`,
