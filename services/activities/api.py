@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, FastAPI, HTTPException, Response
+from fastapi.middleware.cors import CORSMiddleware
 
 from services.activities.domain.attendance import places
 from services.activities.domain.lifecycle import Activity
@@ -71,6 +72,21 @@ class Stores:
     units: UnitStore
     rosters: RosterStore
     orders: OrderStore
+
+
+def allow_dashboard(app: FastAPI, dashboard_origins: str) -> None:
+    """Let the supervision dashboard's page read this API from the browser (CORS), for the
+    open orders on a township's to-do. Only GETs, only its origins; the key still decides
+    what is seen."""
+    origins = [o.strip() for o in dashboard_origins.split(",") if o.strip()]
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET"],
+            allow_headers=["Authorization", "X-API-Key"],
+            expose_headers=["X-Total-Count"],
+        )
 
 
 def router(stores: Stores, accept_within: timedelta) -> APIRouter:
@@ -200,6 +216,28 @@ def router(stores: Stores, accept_within: timedelta) -> APIRouter:
             for v in await stores.project_lists.of_year(year)
         ]
         return scrub_free_text(versions)  # type: ignore[no-any-return]
+
+    @api.get("/orders")
+    async def list_orders(
+        caller: Who, page: Paged, response: Response, open: bool = True
+    ) -> list[dict[str, Any]]:
+        """The open 四单 orders (nobody has accepted them yet: placed, dispatched, declined or
+        escalated) that involve the caller's units, the soonest to escalate first: each with
+        its state, the unit holding it, ``accept_due_at`` (when it escalates to the level
+        above if nobody accepts it, the rule ``due_escalation`` applies) and ``overdue``
+        (past that time: the timer escalates it on its next round, or, at the top of the
+        tree, it stays). ``open=false`` is refused: closed orders are read one at a time."""
+        if not open:
+            raise HTTPException(422, "only open orders are listed (open=true); read a closed one by its id")
+        now = datetime.now(UTC)
+        views = [order_view(o, accept_within) for o in await stores.orders.waiting()]
+        if not caller.is_office:
+            mine = await theirs(caller, sorted({u for v in views for u in involved(v)}))
+            views = [v for v in views if mine.intersection(involved(v))]
+        return [
+            scrub_free_text({**asdict(v), "overdue": v.accept_due_at is not None and v.accept_due_at <= now})
+            for v in page.of(views, response)
+        ]
 
     @api.get("/orders/{order_id}", response_model=OrderState)
     async def get_order(caller: Who, order_id: Id) -> dict[str, Any]:

@@ -807,6 +807,7 @@ def create_app() -> FastAPI:
         app.include_router(
             api.router(api.Stores(activities, project_lists, units, rosters, orders), ACCEPT_WITHIN)
         )
+        api.allow_dashboard(app, settings.dashboard_origins)
 
     return service.http_app("wmsj activities", routes)
 

@@ -10,3 +10,6 @@ class ActivitiesSettings(HoldSettings):  # hold_s, hold_sweep_interval_s: events
     warning_from_day: int = 20
     # How often the timers (escalation, early warning) look.
     timer_interval_s: float = 60
+    # Web pages allowed to call this API from a browser (CORS), comma-separated: the
+    # supervision dashboard, which lists a township's open 四单 orders on its to-do.
+    dashboard_origins: str = "http://127.0.0.1:8004,http://localhost:8004"

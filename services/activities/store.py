@@ -24,7 +24,7 @@ from services.activities.domain.lifecycle import (
     Schedule,
 )
 from services.activities.domain.months import month_bounds
-from services.activities.domain.orders import Order, OrderStatement, OrderView
+from services.activities.domain.orders import WAITING, Order, OrderStatement, OrderView
 from services.activities.domain.projects import ListVersion
 from shared.events import KeyProject
 from shared.mongo import Document
@@ -177,16 +177,17 @@ class OrderStore:
     async def ensure_indexes(self) -> None:
         await self.orders.create_index("accept_due_at")
         await self.orders.create_index("activity_id")
+        await self.orders.create_index([("status", 1), ("accept_due_at", 1)])
 
     async def get(self, order_id: str, session: AsyncClientSession | None = None) -> Order | None:
         doc = await self.orders.find_one({"_id": order_id}, session=session)
-        if doc is None:
-            return None
-        return Order(
-            order_id=doc["_id"],
-            statements=tuple(OrderStatement(**s) for s in doc["statements"]),
-            owner=doc.get("owner"),
-        )
+        return _to_order(doc) if doc else None
+
+    async def waiting(self) -> list[Order]:
+        """The orders nobody has accepted yet (their derived status is one of ``WAITING``),
+        the soonest to escalate first."""
+        found = self.orders.find({"status": {"$in": list(WAITING)}}).sort([("accept_due_at", 1), ("_id", 1)])
+        return [_to_order(d) async for d in found]
 
     async def put(self, order: Order, derived: OrderView, session: AsyncClientSession) -> None:
         # The derived fields are kept for queries: the timer scans ``accept_due_at``.
@@ -207,6 +208,14 @@ class OrderStore:
 
     async def serving(self, activity_id: str) -> list[str]:
         return [d["_id"] async for d in self.orders.find({"activity_id": activity_id}, {"_id": 1})]
+
+
+def _to_order(doc: Document) -> Order:
+    return Order(
+        order_id=doc["_id"],
+        statements=tuple(OrderStatement(**s) for s in doc["statements"]),
+        owner=doc.get("owner"),
+    )
 
 
 class EvidenceFactStore:

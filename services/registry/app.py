@@ -621,6 +621,7 @@ def create_app() -> FastAPI:
     def routes(app: FastAPI) -> None:
         app.include_router(api.router(units, import_units, import_volunteers))
         app.include_router(township_routes.router(township_admin, api.CALLER))
+        township_routes.allow_dashboard(app, settings.dashboard_origins)
         api.limit_imports(app)
 
     return service.http_app("wmsj registry", routes)

@@ -17,3 +17,6 @@ class RegistrySettings(HoldSettings):  # hold_s, hold_sweep_interval_s: units an
     management: ManagementSettings = Field(default_factory=ManagementSettings)
     # The broker's address as township systems reach it, for the AMQP URL handed to them.
     public_amqp_url: str | None = None
+    # Web pages allowed to call this API from a browser (CORS), comma-separated: the
+    # supervision dashboard, where the office manages townships (the /townships route).
+    dashboard_origins: str = "http://127.0.0.1:8004,http://localhost:8004"

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, FastAPI, HTTPException
+from fastapi.middleware.cors import CORSMiddleware
 
 from services.registry.responses import TownshipAccessView, TownshipView
 from shared.auth import Caller
@@ -32,6 +33,19 @@ UNMANAGEABLE: dict[int | str, dict[str, Any]] = {
 
 def _access(access: TownshipAccess) -> dict[str, Any]:
     return {**asdict(access), "api_key_entry": access.api_key_entry}
+
+
+def allow_dashboard(app: FastAPI, dashboard_origins: str) -> None:
+    """Let the supervision dashboard's page manage townships from the browser (CORS): only
+    its origins; the office's key still decides (any other key gets 403)."""
+    origins = [o.strip() for o in dashboard_origins.split(",") if o.strip()]
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key"],
+        )
 
 
 def router(make_admin: AdminFactory, caller: Any) -> APIRouter:

@@ -77,6 +77,8 @@ def mount(
     recompute_all: Callable[[], Awaitable[int]],
     evidence_url: str = "",
     office: Any = None,
+    activities_url: str = "",
+    registry_url: str = "",
 ) -> None:
     """The API, the dashboard page and its sign-in; ``office`` (an ``OfficeDesk``) lets the
     page publish the office's events (without it those routes answer 503)."""
@@ -85,15 +87,20 @@ def mount(
     from services.supervision import office_api
 
     app.include_router(office_api.router(facts, rules, sessions, office))
-    headers = security_headers(evidence_url)
+    headers = security_headers(evidence_url, activities_url, registry_url)
 
     app.add_middleware(PageHeaders, headers=headers)
 
     @app.get("/dashboard/config.json", tags=["dashboard"], response_model=DashboardConfig)
     async def dashboard_config() -> dict[str, Any]:
-        """What the dashboard page needs besides this API: where the evidence service's API
-        is, to show the evidence photos (view links, asked for with the office's key)."""
-        return {"evidence_url": evidence_url.rstrip("/")}
+        """What the dashboard page needs besides this API, asked for from the browser with
+        the signed-in key: where the evidence service's API is (view links of the photos), the
+        activities service's (open 四单 orders on the to-do) and the registry's (townships)."""
+        return {
+            "evidence_url": evidence_url.rstrip("/"),
+            "activities_url": activities_url.rstrip("/"),
+            "registry_url": registry_url.rstrip("/"),
+        }
 
     @app.post(
         "/dashboard/session",
@@ -622,8 +629,8 @@ def router(
             "period": period,
             "due": is_due(period, now, rules),
             **todo,
-            # 四单 orders near escalation are the activities service's, which has no API that
-            # lists a township's open orders yet; supervision keeps no orders (a known gap).
+            # 四单 orders are the activities service's (supervision keeps none): the page lists
+            # the open ones from its GET /orders?open=true with the signed-in key.
             "orders_near_escalation": None,
         }
 

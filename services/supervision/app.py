@@ -529,7 +529,16 @@ service.background.append(close_office_desk_at_stop)
 def create_app() -> FastAPI:
     def routes(app: FastAPI) -> None:
         api.mount(
-            app, facts, scores, rules, record_inspection, recompute_all, settings.evidence_url, office_desk
+            app,
+            facts,
+            scores,
+            rules,
+            record_inspection,
+            recompute_all,
+            settings.evidence_url,
+            office_desk,
+            activities_url=settings.activities_url,
+            registry_url=settings.registry_url,
         )
 
     return service.http_app("wmsj supervision", routes)

@@ -106,11 +106,12 @@ class Sessions:
         response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
 
 
-def security_headers(evidence_url: str) -> dict[str, str]:
+def security_headers(evidence_url: str, *other_apis: str) -> dict[str, str]:
     """The dashboard's headers: scripts only from this service (no inline script, no CDN);
-    the evidence service's API may be called for view links; the photos themselves come from
-    wherever the object store's presigned links point, so images may come from any origin."""
-    connect = " ".join(x for x in ("'self'", evidence_url.rstrip("/")) if x)
+    the evidence service's API may be called for view links (and the other services' APIs the
+    page reads: activities' open orders, the registry's townships); the photos themselves come
+    from wherever the object store's presigned links point, so images may come from any origin."""
+    connect = " ".join(x for x in ("'self'", *(u.rstrip("/") for u in (evidence_url, *other_apis))) if x)
     return {
         "Content-Security-Policy": (
             "default-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; "

@@ -29,6 +29,7 @@ import uvicorn
 from fastapi import FastAPI
 from openpyxl import Workbook
 
+from shared.auth import caller_dependency, parse_keys
 from shared.events import (
     ActivityCompleted,
     ActivityCompletedEvent,
@@ -37,6 +38,9 @@ from shared.events import (
     UnitRegisteredEvent,
     new_event,
 )
+from shared.events import activities as A
+from shared.onboarding import BrokerAdmin
+from tests.conftest import Infra
 from tests.integration.test_evidence import scheduled, submitted
 from tests.integration.test_supervision import publish_as_platform
 from tests.integration.test_workbench import named_unit
@@ -46,6 +50,7 @@ from wmsj.demo import png
 
 SCREENSHOTS = Path(os.environ.get("WMSJ_SCREENSHOTS", "build/screenshots"))
 OFFICE_KEY = "dev-office-key"
+KEYS = {OFFICE_KEY: "office", "t-pw-a-key": "township:t-pw-a"}
 
 
 def chromium() -> str:
@@ -74,18 +79,32 @@ async def serving(app: FastAPI, port: int) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def dashboard_url(apps: dict[str, ModuleType], monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[str]:
-    """The supervision dashboard, and the evidence service's HTTP API on a port of its own
-    that lets the dashboard's origin call it (CORS), as two deployed services would be."""
-    monkeypatch.setenv("WMSJ_API_KEYS", json.dumps({OFFICE_KEY: "office", "t-pw-a-key": "township:t-pw-a"}))
-    supervision, evidence = apps["supervision"], apps["evidence"]
-    dashboard_port, evidence_port = free_port(), free_port()
-    evidence_app = FastAPI()
-    evidence_settings = evidence.settings.model_copy(
-        update={"dashboard_origins": f"http://127.0.0.1:{dashboard_port}"}
+async def dashboard_url(
+    infra: Infra, apps: dict[str, ModuleType], monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[str]:
+    """The supervision dashboard, and the evidence, activities and registry HTTP APIs on ports
+    of their own that let the dashboard's origin call them (CORS), as deployed services would be."""
+    monkeypatch.setenv("WMSJ_API_KEYS", json.dumps(KEYS))
+    supervision, evidence, activities, registry = (
+        apps[n] for n in ("supervision", "evidence", "activities", "registry")
     )
+    dashboard_port, evidence_port, activities_port, registry_port = (free_port() for _ in range(4))
+    origin = f"http://127.0.0.1:{dashboard_port}"
+    evidence_app = FastAPI()
+    evidence_settings = evidence.settings.model_copy(update={"dashboard_origins": origin})
     evidence_app.include_router(evidence.api.router(evidence.evidence, evidence.objects, evidence_settings))
     evidence.api.allow_dashboard(evidence_app, evidence_settings)
+    # Activities and the registry read their keys at import: these get the test's.
+    keys = caller_dependency(parse_keys(json.dumps(KEYS)))
+    activities_app = activities.create_app()
+    activities_app.dependency_overrides[activities.api.CALLER.dependency] = keys
+    activities.api.allow_dashboard(activities_app, origin)
+    registry_app = FastAPI()
+    registry_app.include_router(
+        registry.township_routes.router(lambda: BrokerAdmin(infra.amqp_url), registry.api.CALLER)
+    )
+    registry_app.dependency_overrides[registry.api.CALLER.dependency] = keys
+    registry.township_routes.allow_dashboard(registry_app, origin)
     app = FastAPI()
     supervision.api.mount(
         app,
@@ -96,8 +115,15 @@ async def dashboard_url(apps: dict[str, ModuleType], monkeypatch: pytest.MonkeyP
         supervision.recompute_all,
         f"http://127.0.0.1:{evidence_port}",
         supervision.office_desk,
+        activities_url=f"http://127.0.0.1:{activities_port}",
+        registry_url=f"http://127.0.0.1:{registry_port}",
     )
-    async with serving(evidence_app, evidence_port), serving(app, dashboard_port) as url:
+    async with (
+        serving(evidence_app, evidence_port),
+        serving(activities_app, activities_port),
+        serving(registry_app, registry_port),
+        serving(app, dashboard_port) as url,
+    ):
         yield url
 
 
@@ -410,11 +436,25 @@ async def test_one_verdict_settles_a_flagged_pair_and_the_score_changes(
 
 
 async def test_a_township_signs_in_and_sees_only_its_to_do(
-    apps: dict[str, ModuleType], tap: Tap, page: Any, dashboard_url: str
+    apps: dict[str, ModuleType], tap: Tap, page: Any, dashboard_url: str, township: TownshipClient
 ) -> None:
     await township_named(apps, "t-pw-a", "禾青镇")
     done = await named_unit(apps, tap, "禾青镇第一村", "t-pw-a")
     elsewhere = await named_unit(apps, tap, "金竹山镇第二村", "t-pw-z")
+    # An open 四单 order with the township's village, one with the other's.
+    ours, theirs = "o-" + secrets.token_hex(4), "o-" + secrets.token_hex(4)
+    for order_id, unit_id in ((ours, done), (theirs, elsewhere)):
+        placed = A.OrderPlaced(
+            order_id=order_id, requester_id="r1", requester_kind="resident", unit_id=unit_id, need="义诊"
+        )
+        await township.publish(
+            new_event(A.OrderPlacedEvent, placed, source="/office", time=datetime.now(UTC))
+        )
+
+    async def known() -> bool:
+        return all([await apps["activities"].orders.get(o) is not None for o in (ours, theirs)])
+
+    await eventually(known, "the orders never reached the activities service")
     await sign_in(page, dashboard_url, "t-pw-a-key")
     await show_period(page, "2020-06")
     await page.wait_for_selector("#todo-without")
@@ -423,5 +463,38 @@ async def test_a_township_signs_in_and_sees_only_its_to_do(
     assert not any(elsewhere in r for r in ranking)
     without = await page.inner_text("#todo-without")
     assert "禾青镇" in without and "禾青镇第一村" not in without and "金竹山" not in without
+    await page.wait_for_selector(f"#todo-orders li:has-text('{ours}')")
+    orders = await page.inner_text("#todo-orders")
+    assert "已点单" in orders and "禾青镇第一村" in orders and "升级" in orders and theirs not in orders
     await shot(page, "township-todo")
     assert done
+
+
+async def test_the_office_adds_rotates_and_revokes_a_township_in_the_page(
+    page: Any, dashboard_url: str
+) -> None:
+    township_id = "t-pw-" + secrets.token_hex(3)
+    await sign_in(page, dashboard_url)
+    await page.click("button[data-tab='office-tab']")
+    await page.wait_for_selector("#townships")
+    await page.fill("#township-new", township_id)
+    await page.click("#townships-form button[type='submit']")
+    await page.wait_for_selector(f"#township-{township_id}")
+    await page.wait_for_selector("#township-secret", state="visible")
+    first = await page.inner_text("#secret-password")
+    assert first and township_id in await page.inner_text("#township-secret")
+    assert "只显示这一次" in await page.inner_text("#township-secret")
+    assert (await page.inner_text("#secret-api_key")).strip()
+    await shot(page, "office-townships")
+
+    await page.click(f"#township-{township_id} button.rotate")
+    await page.wait_for_function(
+        "(old) => { const p = document.getElementById('secret-password'); return p && p.textContent && p.textContent !== old; }",
+        arg=first,
+    )
+
+    page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await page.click(f"#township-{township_id} button.revoke")
+    await page.wait_for_selector(f"#township-{township_id}", state="detached")
+    assert "已撤销" in await page.inner_text("#townships-status")
+    assert await page.is_hidden("#township-secret")  # shown once: gone after the next action

@@ -23,7 +23,11 @@ const WORDS = {
     projectId: "项目编号", theme: "主题", months: "月份", participants: "参与单位", minPhotos: "最少照片",
     reportDays: "报送时限", reviewsTitle: "图文资料审核（疑似重复照片成对显示）", inspectionTitle: "录入督查",
     inspectedOn: "督查日期", occurrences: "次数/分值", note: "说明", record: "提交", townshipsTitle: "乡镇接入",
-    townshipsGap: "【未完成】乡镇列表、新增、轮换与撤销：本页尚未接入登记服务的乡镇接入接口（/townships，运维提供；需允许本页跨域调用）。请暂用命令行 wmsj township add。",
+    townshipId: "乡镇编号", addTownship: "新增乡镇", brokerUser: "消息总线账号", refusalsWaiting: "待取拒收消息", uploadPrefix: "上传目录", actions: "操作",
+    rotate: "轮换密码与密钥", revoke: "撤销", confirmRevoke: (id) => `确定撤销乡镇 ${id} 的接入？其系统将无法再发送消息。`,
+    secretOnce: (id) => `乡镇 ${id} 的接入信息（只显示这一次，请立即交给该乡镇并妥善保存）：`, revoked: (id) => `已撤销乡镇 ${id}`,
+    secretLabels: { user: "消息总线账号", password: "密码", amqp_url: "消息总线地址（AMQP）", reply_queue: "回执队列", api_key: "API 密钥（加入 WMSJ_API_KEYS）", upload_prefix: "上传目录" },
+    townshipsNeedKey: "重新登录后可管理乡镇接入", townshipsOff: "本页未配置登记服务地址，无法管理乡镇接入",
     units: "个单位", rules: "评分规则", veto: "一票否决", complete: "齐全", incomplete: "不齐全",
     flaggedWait: "疑似问题，待审核", accepted: "已认可", rejected: "已驳回", byOffice: "（市文明办）",
     inProgress: (p, at) => `${p} 尚未到公布时间：显示截至目前的得分；红榜、黑榜将于 ${at} 公布。`,
@@ -31,7 +35,9 @@ const WORDS = {
     cityLevel: "市直", mean: "平均得分", activeUnits: "开展活动单位数", activitiesDone: "完成活动",
     completeShare: "资料齐全", noPhotoLink: "照片暂不可见", open: "打开", signInForPhotos: "重新登录后可查看照片",
     todoWithout: "未完成活动的单位", todoIncomplete: "图文资料不齐全的活动", todoFlagged: "疑似问题待审核的资料",
-    todoLate: "逾期报送", todoOrders: "临近升级的四单", ordersElsewhere: "四单订单由活动服务管理，它尚无按乡镇列出临近升级订单的接口：本页暂不显示（升级时市文明办会收到通知）。", nothing: "（无）",
+    todoLate: "逾期报送", todoOrders: "临近升级的四单", ordersNeedKey: "重新登录后可查看四单订单", ordersOff: "本页未配置活动服务地址，四单订单暂不显示",
+    orderStatus: { placed: "已点单", dispatched: "已派单", declined: "被拒单", escalated: "已升级" },
+    orderLine: (o, unit, at, overdue) => `${o.order_id}（${o.need || ""}）：${o.status}，承接单位 ${unit}，${overdue ? "已超时，待升级" : "将于 " + at + " 升级"}`, nothing: "（无）",
     pairThis: "被标记的资料", pairOther: "另一处出现", exif: "拍摄时间（EXIF）", reported: "报送时间",
     verdictBoth: "两者均认可", verdictThis: "认可本条、驳回另一条", verdictOther: "认可另一条（原件）、驳回本条",
     verdictNeither: "两者均驳回", reviewState: "审核状态", notFlagged: "未标记（计分）", reason: "理由", submitVerdict: "提交审核意见", settled: "已审核",
@@ -54,7 +60,6 @@ const WORDS = {
     projectId: "Project", theme: "Theme", months: "Months", participants: "Participants", minPhotos: "Min photos",
     reportDays: "Report within", reviewsTitle: "Evidence review (flagged pairs)", inspectionTitle: "Record an inspection",
     inspectedOn: "Date", occurrences: "Count/points", note: "Note", record: "Record", townshipsTitle: "Townships",
-    townshipsGap: "[Not built] Listing, adding, rotating and revoking townships: this page does not call the registry's onboarding API (/townships, from operations; it needs CORS for this page) yet. Use wmsj township add meanwhile.",
     units: "units", rules: "rules", veto: "veto", complete: "complete", incomplete: "incomplete",
     flaggedWait: "flagged, awaiting review", accepted: "accepted", rejected: "rejected", byOffice: " by the office",
     inProgress: (p, at) => `${p} is in progress: scores so far; the red and black lists are due ${at}.`,
@@ -62,7 +67,14 @@ const WORDS = {
     cityLevel: "city level", mean: "Mean score", activeUnits: "Units with an activity", activitiesDone: "Activities",
     completeShare: "Complete evidence", noPhotoLink: "no view link", open: "open", signInForPhotos: "sign in again to see photos",
     todoWithout: "Units without a completed activity", todoIncomplete: "Activities with incomplete evidence", todoFlagged: "Flagged evidence awaiting review",
-    todoLate: "Late reports", todoOrders: "四单 orders near escalation", ordersElsewhere: "Orders are the activities service's, which has no API listing a township's orders near escalation yet: not shown here.", nothing: "(none)",
+    todoLate: "Late reports", todoOrders: "四单 orders near escalation", ordersNeedKey: "Sign in again to see the 四单 orders", ordersOff: "The activities service's address is not configured: orders not shown",
+    orderStatus: { placed: "placed", dispatched: "dispatched", declined: "declined", escalated: "escalated" },
+    orderLine: (o, unit, at, overdue) => `${o.order_id} (${o.need || ""}): ${o.status}, held by ${unit}, ${overdue ? "overdue, escalating" : "escalates " + at}`,
+    townshipId: "Township id", addTownship: "Add township", brokerUser: "Broker user", refusalsWaiting: "Refusals waiting", uploadPrefix: "Upload prefix", actions: "Actions",
+    rotate: "Rotate password and key", revoke: "Revoke", confirmRevoke: (id) => `Revoke township ${id}? Its system will no longer be able to publish.`,
+    secretOnce: (id) => `Township ${id}'s access (shown only this once: hand it over now and keep it safe):`, revoked: (id) => `Township ${id} revoked`,
+    secretLabels: { user: "Broker user", password: "Password", amqp_url: "AMQP URL", reply_queue: "Reply queue", api_key: "API key (add to WMSJ_API_KEYS)", upload_prefix: "Upload prefix" },
+    townshipsNeedKey: "Sign in again to manage townships", townshipsOff: "The registry's address is not configured: townships cannot be managed here", nothing: "(none)",
     pairThis: "Flagged", pairOther: "Other occurrence", exif: "Taken (EXIF)", reported: "Reported",
     verdictBoth: "Accept both", verdictThis: "Accept this, reject the other", verdictOther: "Accept the other (original), reject this",
     verdictNeither: "Reject both", reviewState: "Review", notFlagged: "not flagged (counts)", reason: "Reason", submitVerdict: "Submit verdict", settled: "settled",
@@ -353,20 +365,28 @@ async function showUnitChart(unitId, year) {
   $("chart-unit").dataset.ready = String(series.length);
 }
 
-let evidenceApi = null;
-function evidenceUrl() {
-  if (!evidenceApi) {
-    evidenceApi = fetch("/dashboard/config.json").then((r) => (r.ok ? r.json() : {})).then((c) => c.evidence_url || "", () => "");
+// The other services' APIs the page reads straight from the browser, with the key held in
+// memory (supervision calls no other service): evidence (photo links), activities (open
+// 四单 orders), the registry (townships).
+let serviceUrls = null;
+function serviceUrl(name) {
+  if (!serviceUrls) {
+    serviceUrls = fetch("/dashboard/config.json").then((r) => (r.ok ? r.json() : {}), () => ({}));
   }
-  return evidenceApi;
+  return serviceUrls.then((c) => c[name + "_url"] || "");
 }
-async function evidenceCall(path) {
-  const base = await evidenceUrl();
+async function serviceCall(name, path, options = {}) {
+  const base = await serviceUrl(name);
   if (!base || !memoryKey) return null;
-  const r = await fetch(base + path, { headers: { Authorization: "Bearer " + memoryKey } });
-  if (!r.ok) throw new ApiError(r.status, null);
-  return r.json();
+  const r = await fetch(base + path, { ...options, headers: { Authorization: "Bearer " + memoryKey, ...(options.headers || {}) } });
+  if (!r.ok) {
+    let detail = null;
+    try { detail = (await r.json()).detail; } catch (_) { /* not JSON */ }
+    throw new ApiError(r.status, detail);
+  }
+  return r.status === 204 ? {} : r.json();
 }
+const evidenceCall = (path) => serviceCall("evidence", path);
 
 // One piece of evidence and its photo: a view link asked for from the evidence service
 // with the key held in memory, so supervision neither calls that service nor handles files.
@@ -495,8 +515,24 @@ async function showTodo() {
   section("todo-incomplete", t("todoIncomplete"), todo.incomplete_evidence, (a) => `${a.name}：${a.activity_id} — ${a.missing.join("，")}`);
   section("todo-flagged", t("todoFlagged"), todo.flagged_evidence, (e) => `${e.name}：${e.evidence_id}（${e.activity_id}）`);
   section("todo-late", t("todoLate"), todo.late_reports, (a) => `${a.name}：${a.activity_id}，${lang === "zh" ? "截止" : "due"} ${fmtTime(a.deadline)}`);
-  section("todo-orders", t("todoOrders"), todo.orders_near_escalation, () => "");
-  if (todo.orders_near_escalation === null) $("todo-orders").appendChild(el("p", t("ordersElsewhere"), { class: "hint" }));
+  // 四单 orders are the activities service's: its open ones the caller's key sees, the
+  // soonest to escalate first.
+  let orders = null, why = "";
+  try {
+    orders = await serviceCall("activities", "/orders?open=true");
+    if (orders === null) why = (await serviceUrl("activities")) ? t("ordersNeedKey") : t("ordersOff");
+    else if (caller.role === "office" && township) {
+      // The office filtered to one township: the orders held by or placed by its units.
+      const theirs = new Set(state.rows.filter((r) => r.township_id === township || r.unit_id === township).map((r) => r.unit_id));
+      orders = orders.filter((o) => [o.handler_id, o.requester_id, o.team_id].some((u) => theirs.has(u)));
+    }
+  } catch (error) {
+    why = error.message;
+  }
+  section("todo-orders", t("todoOrders"), orders, (o) => t("orderLine")(
+    { ...o, status: t("orderStatus")[o.status] || o.status },
+    state.names[o.handler_id] || o.handler_id || "-", o.accept_due_at ? fmtTime(o.accept_due_at) : "-", o.overdue));
+  if (why) $("todo-orders").appendChild(el("p", why, { class: "hint" }));
 }
 
 // ------------------------------------------------------------------ office actions
@@ -517,7 +553,72 @@ async function showOffice() {
     }
     select.appendChild(el("option", "一票否决（严重问题）", { value: "serious_violation", "data-mode": "veto" }));
   }
+  await showTownships();
 }
+
+// ------------------------------------------------------------------ townships (乡镇接入)
+// The registry's office route, called from the browser with the office's key held in memory.
+// A township's password and API key are shown once, after add or rotate, and kept nowhere.
+async function showTownships() {
+  const body = $("townships").querySelector("tbody");
+  let listed = null;
+  try {
+    listed = await serviceCall("registry", "/townships");
+  } catch (error) {
+    fail(error, $("townships-status"));
+    return;
+  }
+  body.replaceChildren();
+  if (listed === null) {
+    $("townships-status").textContent = (await serviceUrl("registry")) ? t("townshipsNeedKey") : t("townshipsOff");
+    return;
+  }
+  for (const info of listed) {
+    const tr = el("tr", null, { id: "township-" + info.township_id });
+    cell(tr, info.township_id);
+    cell(tr, info.user);
+    cell(tr, info.refusals_waiting === null ? "-" : info.refusals_waiting);
+    cell(tr, info.upload_prefix);
+    const actions = cell(tr, "");
+    const rotate = actions.appendChild(el("button", t("rotate"), { type: "button", class: "rotate" }));
+    rotate.onclick = () => townshipAction(info.township_id, "/rotate", "POST");
+    const revoke = actions.appendChild(el("button", t("revoke"), { type: "button", class: "revoke" }));
+    revoke.onclick = () => { if (confirm(t("confirmRevoke")(info.township_id))) townshipAction(info.township_id, "", "DELETE"); };
+    body.appendChild(tr);
+  }
+}
+
+async function townshipAction(id, suffix, method) {
+  $("townships-status").textContent = "";
+  $("township-secret").hidden = true;
+  $("township-secret").replaceChildren();
+  try {
+    const made = await serviceCall("registry", "/townships/" + encodeURIComponent(id) + suffix, { method });
+    if (made === null) { $("townships-status").textContent = t("townshipsNeedKey"); return; }
+    if (method === "DELETE") $("townships-status").textContent = t("revoked")(id);
+    else showSecret(made);
+    await showTownships();
+  } catch (error) {
+    fail(error, $("townships-status"));
+  }
+}
+
+function showSecret(access) {
+  const box = $("township-secret");
+  box.appendChild(el("p", t("secretOnce")(access.township_id)));
+  const dl = box.appendChild(el("dl"));
+  for (const [k, v] of Object.entries({ user: access.user, password: access.password, amqp_url: access.amqp_url, reply_queue: access.reply_queue, api_key: access.api_key, upload_prefix: access.upload_prefix })) {
+    dl.appendChild(el("dt", t("secretLabels")[k]));
+    dl.appendChild(el("dd", v, { id: "secret-" + k }));
+  }
+  box.hidden = false;
+}
+
+$("townships-form").onsubmit = (e) => {
+  e.preventDefault();
+  const id = $("township-new").value.trim();
+  if (id) townshipAction(id, "", "POST").then(() => { $("township-new").value = ""; });
+};
 
 function showKept(year, kept) {
   const versions = (kept.versions || []).map((v) => (lang === "zh" ? `第 ${v.version} 版（${v.projects} 项）` : `v${v.version} (${v.projects})`));
