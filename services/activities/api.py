@@ -28,6 +28,7 @@ from services.activities.responses import (
     ActivityView,
     CityCalendar,
     MonthlyWarningView,
+    OpenOrder,
     OrderState,
     ProjectListVersion,
     UnitCalendar,
@@ -217,7 +218,7 @@ def router(stores: Stores, accept_within: timedelta) -> APIRouter:
         ]
         return scrub_free_text(versions)  # type: ignore[no-any-return]
 
-    @api.get("/orders")
+    @api.get("/orders", response_model=list[OpenOrder])
     async def list_orders(
         caller: Who, page: Paged, response: Response, open: bool = True
     ) -> list[dict[str, Any]]:

@@ -82,3 +82,9 @@ class OrderState(_Open):
     escalations: list[Any] = []
     declined_by: list[str] = []
     ignored: list[Any] = []
+
+
+class OpenOrder(OrderState):
+    """An order nobody has accepted yet (``GET /orders``), and whether it is past its deadline."""
+
+    overdue: bool = False
