@@ -95,8 +95,21 @@ async def test_backup_wipe_restore_gives_the_same_answers(
             await asyncio.sleep(0.1)
         raise AssertionError(f"the rescorer left marks of {units}")
 
-    await rescored()
-    before = await answers(apps, units)
+    # ... and until supervision has learned every one of them (its queue is another than the
+    # registry's: the accepted events above may not have reached it yet).
+    def complete(seen: dict[str, Any]) -> bool:
+        return all(
+            {row["unit_id"] for row in seen[f"supervision/scores?period={p}"][1]} == set(units)
+            for p in ("2020-06", "2020")
+        )
+
+    for _ in range(600):
+        await rescored()
+        before = await answers(apps, units)
+        if complete(before):
+            break
+        await asyncio.sleep(0.1)
+    assert complete(before), before
     assert [row["unit_id"] for row in before["supervision/scores?period=2020-06"][1]] != []
     assert before[f"registry/units/{units[1]}"][0] == 200
 
