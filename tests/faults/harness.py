@@ -349,7 +349,9 @@ class Township:
             own = reply_queue(user)
             await office.declare_queue(own, durable=True, arguments=dict(REPLY_QUEUE_ARGUMENTS))
             channel = await self._open(self._url_of(user))
-            replies = await channel.get_queue(own, ensure=False)
+            # Declared (passively: a township configures nothing) so that the robust channel
+            # consumes it again after reconnecting; ``get_queue`` would not be restored.
+            replies = await channel.declare_queue(own, passive=True)
             await replies.consume(self._on_reply)
             self.exchanges[township] = (await channel.get_exchange(INGRESS.name, ensure=False), user, own)
         return self
