@@ -9,7 +9,7 @@ re-published on ``wmsj.events``) is applied again without the checks it passed t
 not published (the live service did): the fresh database's outbox is emptied at the end.
 
 Replayable: supervision (every fact it scores from, and the office's inspections) and
-activities (units; project lists, activities, orders and attendance as accepted; escalations
+activities (units, enrolled volunteers and stored evidence; project lists, activities, orders and attendance as accepted; escalations
 and monthly warnings as issued). The registry keeps volunteers' personal data, which is never
 published, and the evidence service copies files at submission: neither is rebuilt from
 events alone (their databases are backed up; docs/reliability.md).
@@ -66,6 +66,7 @@ def _supervision(app: ModuleType) -> Callable[[CloudEvent[Any]], Apply | None]:
 
 def _activities(app: ModuleType) -> Callable[[CloudEvent[Any]], Apply | None]:
     submissions = _union_types(app.Submission)
+    facts = _union_types(app.FactEvent)  # what its consumers learn from other services
     source = app.service.bus.source
     replayer = Publisher("wmsj-replay", None)  # accepted once: not judged again
 
@@ -73,8 +74,8 @@ def _activities(app: ModuleType) -> Callable[[CloudEvent[Any]], Apply | None]:
         await app.handle(event, replayer, None)
 
     def route(event: CloudEvent[Any]) -> Apply | None:
-        if isinstance(event, app.UnitRegisteredEvent):
-            return app.on_unit  # type: ignore[no-any-return]
+        if isinstance(event, facts):
+            return app.on_fact  # type: ignore[no-any-return]
         if event.source != source:
             return None
         if isinstance(event, submissions):

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ from pymongo import MongoClient
 
 from shared.auth import DEV_OFFICE_KEY
 from shared.events import CONTENT_TYPE, CloudEvent, EventRejectedEvent
+from shared.identity import reply_queue, township_user
+from shared.onboarding import REPLY_QUEUE_ARGUMENTS, permissions
+from shared.topology import INGRESS
 from tests.faults.month import CityMonth, Faulty
 from tests.support import free_port
 from wmsj import processes
@@ -284,52 +288,105 @@ def _list_lengths(value: Any, path: str = "") -> dict[str, int]:
     return out
 
 
-class Township:
-    """Publishes the month to the ingress (persistent, confirmed, retried while the broker is
-    away: a retried send may arrive twice, which is the platform's to ignore) and collects
-    the refusals on a durable reply queue of its own, so none is lost while it reconnects."""
+TOWNSHIP_PASSWORD = "faults-township"
 
-    def __init__(self, amqp_url: str, reply_queue: str = "faults.replies") -> None:
-        self.amqp_url, self.reply_queue = amqp_url, reply_queue
+
+def onboard(world: World, townships: set[str]) -> None:
+    """Each township's system as ``wmsj township add`` makes it: its own broker user, with
+    the permissions ``shared.onboarding`` grants, and its durable reply queue."""
+    for township in sorted(townships):
+        user = township_user(township)
+        try:
+            world.servers.rabbitmqctl(["add_user", user, TOWNSHIP_PASSWORD])
+        except RuntimeError as error:  # users are the node's, shared by the worlds
+            if "already exists" not in str(error):
+                raise
+        configure, write, read, topic = permissions(township)
+        world.servers.rabbitmqctl(["set_permissions", "-p", world.vhost, user, configure, write, read])
+        world.servers.rabbitmqctl(
+            ["set_topic_permissions", "-p", world.vhost, user, INGRESS.name, topic, "^$"]
+        )
+
+
+def _township_of(source: str) -> str | None:
+    return source.removeprefix("/townships/") if source.startswith("/townships/") else None
+
+
+class Township:
+    """The townships' systems and the office: each township publishes its own events as its
+    own broker user (persistent, confirmed, retried while the broker is away: a retried send
+    may arrive twice, which is the platform's to ignore) and reads its refusals on its own
+    reply queue; the office (``guest``) publishes what names no township and reads its
+    refusals on a durable queue of its own. No refusal is lost while they reconnect."""
+
+    def __init__(self, amqp_url: str, townships: set[str], reply_queue: str = "faults.replies") -> None:
+        self.amqp_url, self.townships, self.reply_queue = amqp_url, townships, reply_queue
         self.refused: dict[str, str] = {}  # rejected id -> reason
         self._arrived = asyncio.Event()
+        self.exchanges: dict[str | None, tuple[aio_pika.abc.AbstractExchange, str, str]] = {}
+        self.connections: list[aio_pika.abc.AbstractRobustConnection] = []
+
+    def _url_of(self, user: str) -> str:
+        parts = urllib.parse.urlsplit(self.amqp_url)
+        netloc = f"{user}:{TOWNSHIP_PASSWORD}@{parts.hostname}:{parts.port}"
+        return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+    async def _open(self, url: str) -> aio_pika.abc.AbstractChannel:
+        connection = await aio_pika.connect_robust(url, reconnect_interval=1)
+        self.connections.append(connection)
+        return await connection.channel(publisher_confirms=True)
 
     async def __aenter__(self) -> Township:
-        self.connection = await aio_pika.connect_robust(self.amqp_url, reconnect_interval=1)
-        self.channel = await self.connection.channel(publisher_confirms=True)
-        self.exchange = await self.channel.get_exchange("wmsj.ingress", ensure=True)
-        queue = await self.channel.declare_queue(
+        office = await self._open(self.amqp_url)
+        exchange = await office.get_exchange(INGRESS.name, ensure=True)
+        queue = await office.declare_queue(
             self.reply_queue, durable=True, arguments={"x-queue-type": "quorum"}
         )
         await queue.consume(self._on_reply)
+        self.exchanges[None] = (exchange, "guest", self.reply_queue)
+        for township in sorted(self.townships):
+            user = township_user(township)
+            own = reply_queue(user)
+            await office.declare_queue(own, durable=True, arguments=dict(REPLY_QUEUE_ARGUMENTS))
+            channel = await self._open(self._url_of(user))
+            # Declared (passively: a township configures nothing) so that the robust channel
+            # consumes it again after reconnecting; ``get_queue`` would not be restored.
+            replies = await channel.declare_queue(own, passive=True)
+            await replies.consume(self._on_reply)
+            self.exchanges[township] = (await channel.get_exchange(INGRESS.name, ensure=False), user, own)
         return self
 
     async def __aexit__(self, *_: object) -> None:
-        with contextlib.suppress(Exception):
-            await self.connection.close()
+        for connection in self.connections:
+            with contextlib.suppress(Exception):
+                await connection.close()
 
     async def _on_reply(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
         async with message.process():
+            if json.loads(message.body).get("type") != EventRejectedEvent.TYPE:
+                return  # a township's to-do (its monthly warning) comes the same way
             rejected = EventRejectedEvent.model_validate_json(message.body)
             self.refused[rejected.data.rejected_id] = rejected.data.reason
             self._arrived.set()
 
     async def send(self, item: CloudEvent[Any] | Faulty, patience: float = 300) -> None:
         if isinstance(item, Faulty):
-            body, key, message_id = item.body, item.routing_key, item.event_id
+            body, key, message_id, sender = item.body, item.routing_key, item.event_id, item.township
         else:
             body, key, message_id = item.model_dump_json().encode(), item.type, item.id
+            sender = _township_of(item.source)
+        exchange, user, replies = self.exchanges[sender]
         deadline = time.monotonic() + patience
         while True:
             try:
-                await self.exchange.publish(
+                await exchange.publish(
                     aio_pika.Message(
                         body,
                         content_type=CONTENT_TYPE,
                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                         message_id=message_id,
-                        reply_to=self.reply_queue,
-                        user_id="guest",
+                        reply_to=replies,
+                        user_id=user,
                     ),
                     routing_key=key,
                     timeout=10,
@@ -341,7 +398,7 @@ class Township:
                 await asyncio.sleep(0.5)
 
     async def wait_refusals(self, ids: set[str], timeout: float = 120) -> set[str]:
-        """The ids among ``ids`` not refused back to us within ``timeout``."""
+        """The ids among ``ids`` not refused back to their senders within ``timeout``."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 while ids - self.refused.keys():

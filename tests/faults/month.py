@@ -35,6 +35,7 @@ class Faulty:
     event_id: str
     body: bytes
     routing_key: str
+    township: str | None  # its sender (None: the office)
 
 
 @dataclass
@@ -44,6 +45,11 @@ class CityMonth:
     faulty: list[Faulty] = field(default_factory=list)
     uploads: list[tuple[str, bytes, str]] = field(default_factory=list)  # key, content, type
     sends: list[CloudEvent[Any] | Faulty] = field(default_factory=list)  # what is published, in order
+
+    @property
+    def townships(self) -> set[str]:
+        """The townships whose systems publish the month (each its own events)."""
+        return {e.source.removeprefix("/townships/") for e in self.events}
 
     @property
     def units(self) -> int:
@@ -172,9 +178,11 @@ def city_month(townships: int, villages: int, run: str, seed: int = 12, duplicat
             b'{"specversion": "1.0", "id": "' + event_id.encode() + b'", "source": "/townships/431381001",'
             b' "type": "wmsj.activity.completed.v1", "data": {"activity_id": "x"}}'
         )
-        month.faulty.append(Faulty(event_id, body, "wmsj.activity.completed.v1"))
+        month.faulty.append(Faulty(event_id, body, "wmsj.activity.completed.v1", "431381001"))
+    # Sent by the office: the broker's topic permissions stop a township's unknown type
+    # before any service sees it (and close the township's channel).
     month.faulty.append(
-        Faulty(f"{run}-bad-route", b'{"id": "' + f"{run}-bad-route".encode() + b'"}', "wmsj.nothing.v1")
+        Faulty(f"{run}-bad-route", b'{"id": "' + f"{run}-bad-route".encode() + b'"}', "wmsj.nothing.v1", None)
     )
     sends: list[CloudEvent[Any] | Faulty] = [*month.events, *month.faulty]
     sends += rng.sample(sends, int(len(sends) * duplicates))

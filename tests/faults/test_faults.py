@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.faults.conftest import FULL, ROWS
-from tests.faults.harness import COMPARED, Row, Servers, Township, World, compare, upload_month
+from tests.faults.harness import COMPARED, Row, Servers, Township, World, compare, onboard, upload_month
 from tests.faults.month import CityMonth
 from tests.faults.servers import RabbitNode
 from tests.support import PrivateMongo, PrivateS3, free_port
@@ -48,7 +48,8 @@ async def run_month(world: World, month: CityMonth, faults: list[Fault] | None =
     world.start()
     try:
         await asyncio.to_thread(upload_month, world, month)
-        async with Township(world.amqp_url) as township:
+        await asyncio.to_thread(onboard, world, month.townships)
+        async with Township(world.amqp_url, month.townships) as township:
             half = len(month.sends) // 2
             for item in month.sends[:half]:
                 await township.send(item)
