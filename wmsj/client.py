@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlsplit
 import aio_pika
 from minio import Minio
 
-from shared.events import CONTENT_TYPE, CloudEvent, EventRejected, EventRejectedEvent
+from shared.events import CONTENT_TYPE, CloudEvent, EventRejected, EventRejectedEvent, parse_event
 from shared.identity import TOWNSHIP_USER_PREFIX, reply_queue
 from shared.settings import S3Settings
 
@@ -37,6 +37,7 @@ class TownshipClient:
         # The RabbitMQ user: stated on every message as user_id, which the broker verifies.
         self.user_id = unquote(urlsplit(amqp_url).username or "guest")
         self.rejections: list[EventRejected] = []
+        self.notices: list[CloudEvent[Any]] = []  # the platform's other words to the township
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._exchange: aio_pika.abc.AbstractExchange | None = None
         self._reply_queue: aio_pika.abc.AbstractQueue | None = None
@@ -61,6 +62,11 @@ class TownshipClient:
 
     async def _on_reply(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
         async with message.process():
+            # The reply queue also carries what the platform tells the township besides its
+            # refusals (its monthly early warning): kept apart, not read as a refusal.
+            if message.type and message.type != EventRejectedEvent.TYPE:
+                self.notices.append(parse_event(message.body))
+                return
             rejected = EventRejectedEvent.model_validate_json(message.body)
             self.rejections.append(rejected.data)
             self._arrived.set()

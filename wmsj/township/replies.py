@@ -30,6 +30,7 @@ class ReplyListener:
         self.user = user_of(amqp_url)
         self.on_rejection = on_rejection
         self.rejections: dict[str, EventRejected] = {}  # by the refused event's id
+        self.notices: list[bytes] = []  # the platform's other words (the monthly early warning)
         self.queue_name: str | None = None  # pass it to Publisher(reply_to=...) if not a township
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._arrived = asyncio.Condition()
@@ -52,6 +53,11 @@ class ReplyListener:
 
     async def _on_reply(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
         async with message.process(requeue=True):
+            # The reply queue also carries the township's monthly early warning
+            # (wmsj.monthly-warning.issued.v1): not a refusal, and no failure either.
+            if message.type and message.type != EventRejectedEvent.TYPE:
+                self.notices.append(message.body)
+                return
             rejected = EventRejectedEvent.model_validate_json(message.body).data
             if self.on_rejection is not None:
                 outcome = self.on_rejection(rejected)
